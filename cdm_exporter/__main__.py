@@ -1,0 +1,3 @@
+from cdm_exporter.cli import main
+
+main()
