@@ -1,0 +1,65 @@
+"""``cdm-exporter serve``: the exporter itself."""
+
+from __future__ import annotations
+
+import click
+
+from cdm_exporter.cli.options import (
+    DEFAULT_PORT,
+    config_file_option,
+    env,
+    fail,
+    listen_address_option,
+    load_or_exit,
+    logging_options,
+    start_logging,
+)
+from cdm_exporter.config.errors import ConfigError
+from cdm_exporter.config.webconfig import WebConfig, load_web_config
+from cdm_exporter.httpserver import parse_listen_address
+from cdm_exporter.service import Service
+
+
+@click.command()
+@config_file_option
+@listen_address_option(f":{DEFAULT_PORT}")
+@click.option(
+    "--web.telemetry-path",
+    "telemetry_path",
+    default="/metrics",
+    show_default=True,
+    envvar=env("web.telemetry-path"),
+    help="Path under which to expose metrics.",
+)
+@click.option(
+    "--web.config.file",
+    "web_config_file",
+    type=click.Path(dir_okay=False),
+    envvar=env("web.config.file"),
+    help="exporter-toolkit web configuration (TLS, basic auth).",
+)
+@logging_options
+def serve(
+    config_file: str | None,
+    listen_address: str,
+    telemetry_path: str,
+    web_config_file: str | None,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """Serve metrics of CDM jobs and clusters for Prometheus to scrape."""
+    start_logging(log_level, log_format)
+    try:
+        parse_listen_address(listen_address)
+    except ValueError as error:
+        fail(f"--web.listen-address: {error}")
+    if not telemetry_path.startswith("/") or telemetry_path in ("/", "/probe") or telemetry_path.startswith("/-/"):
+        fail(f"--web.telemetry-path: {telemetry_path!r} must be a path starting with '/' and not a reserved one")
+    config = load_or_exit(config_file)
+    web_config: WebConfig | None = None
+    if web_config_file:
+        try:
+            web_config = load_web_config(web_config_file)
+        except ConfigError as error:
+            fail(f"{web_config_file}: {error}")
+    Service(config, config_file=config_file, web_config=web_config).run(listen_address, telemetry_path)

@@ -1,0 +1,296 @@
+"""CDM API client: the four read calls the exporter needs, with paging and typed errors.
+
+One :class:`CdmClient` per target (project and endpoint). It owns one ``requests.Session``
+whose pool is sized to the caller's concurrency, never retries behind the caller's back (a 429
+must reach the poller), never follows redirects, verifies TLS by default and reads at most
+32 MiB of any body. The only retry is the one a 401 earns when the credential can be renewed
+(IAM password): the token is invalidated and that one request is sent again once.
+
+Every method takes ``timeout=``: an overall budget in seconds for the whole call (all pages,
+a token fetch and the 401 retry included), so the poller can keep a scrape inside its deadline.
+The connect/read timeouts still apply to each HTTP request, cut to what is left of the budget.
+
+Path parameters are percent-encoded as single path segments (:func:`path_segment`), and the
+URL built here is the URL sent on the wire and signed: requests would otherwise re-normalise it
+(urllib3 removes ``.``/``..`` segments, which would let a job named ``..`` address another path).
+
+The client is safe to use from several threads at once: requests' connection pool is
+thread-safe and the only shared mutable state, the IAM token, is guarded in the auth object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import requests
+
+from cdm_exporter import __version__
+from cdm_exporter.auth import CdmAuth
+from cdm_exporter.errors import MalformedResponse
+from cdm_exporter.http_errors import error_for, success_json
+from cdm_exporter.models import (
+    JOB_TYPES,
+    Cluster,
+    JobSummary,
+    ShapeError,
+    Submission,
+    parse_clusters,
+    parse_job_page,
+    parse_submissions,
+)
+from cdm_exporter.transport import DEFAULT_MAX_BODY_BYTES, Deadline, Observer, RawResponse, new_session, send
+
+log = logging.getLogger(__name__)
+
+LIST_CLUSTERS = "list_clusters"
+LIST_JOBS = "list_jobs"
+JOB_STATUS = "job_status"
+SUBMISSIONS = "submissions"
+
+#: Largest page the API accepts (ShowJobs ``page_size`` is 10..100).
+JOB_PAGE_SIZE = 100
+#: Documented default page size of ShowSubmissions; not sent when asked for (see ``submissions``).
+SUBMISSIONS_DEFAULT_PAGE_SIZE = 10
+#: 1000 pages of 100 = 100 000 jobs in one cluster and type, far beyond what CDM is used for.
+DEFAULT_MAX_PAGES = 1000
+
+T = TypeVar("T")
+
+
+def path_segment(value: str, endpoint: str) -> str:
+    """Percent-encode ``value`` as exactly one path segment.
+
+    ``quote(value, safe="")`` leaves only ``A-Z a-z 0-9 - _ . ~`` unencoded, so ``/ ? # %``,
+    quotes, spaces and non-ASCII can neither end the segment nor the path. A segment made only
+    of dots (``.``, ``..``) is encoded as ``%2E`` so no URL normaliser treats it as a dot segment.
+    """
+    if not value:
+        raise ValueError(f"{endpoint}: an empty name cannot be a path segment")
+    try:
+        encoded = quote(value, safe="", errors="strict")
+    except UnicodeEncodeError:  # lone surrogates from a \\udxxx escape in the API's JSON
+        raise MalformedResponse(endpoint, "name is not encodable as UTF-8") from None
+    if encoded in (".", ".."):
+        encoded = encoded.replace(".", "%2E")
+    return encoded
+
+
+def query_string(params: Sequence[tuple[str, str]]) -> str:
+    """Encode the query the way the SDK signer canonicalises it, so wire and signature agree."""
+    return "&".join(f"{quote(key, safe='~')}={quote(value, safe='~')}" for key, value in params)
+
+
+class CdmClient:
+    """Client of one CDM endpoint and project."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        project_id: str,
+        auth: CdmAuth,
+        connect_timeout: float = 3.05,
+        read_timeout: float = 10.0,
+        verify: bool | str = True,
+        pool_size: int = 8,
+        observer: Observer | None = None,
+        user_agent: str = f"cdm-exporter/{__version__}",
+        max_pages: int = DEFAULT_MAX_PAGES,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        """``verify``: True (system/certifi CAs), False, or the path of a CA bundle.
+
+        ``trust_env`` stays on: proxy variables and ``REQUESTS_CA_BUNDLE`` apply as usual
+        (the latter replaces ``verify=True``); ``~/.netrc`` is never used.
+        """
+        if not endpoint.startswith(("https://", "http://")):
+            raise ValueError("endpoint must start with https:// or http://")
+        self._base = f"{endpoint.rstrip('/')}/v1.1/{path_segment(project_id, 'project_id')}"
+        self._auth = auth
+        self._timeouts = (connect_timeout, read_timeout)
+        self._observer = observer
+        self._max_pages = max_pages
+        self._max_body_bytes = max_body_bytes
+        self._session = new_session(pool_size=pool_size, verify=verify, user_agent=user_agent)
+        # Content-Type is a documented common header, and the SDK signs it on every request.
+        self._headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        auth.bind(self._session, observer, self._timeouts)
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    @property
+    def identity(self) -> str:
+        """The credential's non-secret identity (groups API budgets per credential)."""
+        return self._auth.identity
+
+    def _cluster_url(self, cluster_id: str, endpoint: str) -> str:
+        return f"{self._base}/clusters/{path_segment(cluster_id, endpoint)}"
+
+    def _prepare(self, url: str) -> requests.PreparedRequest:
+        prepared = self._session.prepare_request(requests.Request("GET", url, headers=self._headers))
+        prepared.url = url  # undo requests' re-normalisation: what we sign is what we send
+        return prepared
+
+    def _get(self, endpoint: str, url: str, deadline: Deadline) -> tuple[Any, RawResponse]:
+        """GET a JSON document; one retry after a 401 when the credential can be renewed."""
+        for attempt in (1, 2):
+            prepared = self._prepare(url)
+            self._auth.apply(prepared, deadline)
+            raw = send(
+                self._session,
+                prepared,
+                endpoint=endpoint,
+                timeout=deadline.timeouts(endpoint, *self._timeouts),
+                deadline=deadline,
+                observer=self._observer,
+                max_body_bytes=self._max_body_bytes,
+            )
+            if raw.status == 401 and attempt == 1 and self._auth.refreshable:
+                log.info("%s: HTTP 401, renewing the token and retrying once", endpoint)
+                self._auth.invalidate(prepared)
+                continue
+            if not 200 <= raw.status < 300:
+                raise error_for(endpoint, raw, self._auth.redact)
+            return success_json(endpoint, raw), raw
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _parse(endpoint: str, raw: RawResponse, payload: Any, parse: Callable[[Any], T]) -> T:
+        try:
+            return parse(payload)
+        except ShapeError as exc:
+            raise MalformedResponse(
+                endpoint, str(exc), status=raw.status, request_id=raw.request_id
+            ) from None
+
+    # --- API ------------------------------------------------------------------------------------
+
+    def list_clusters(self, *, timeout: float | None = None) -> list[Cluster]:
+        """ListClusters: every cluster of the project."""
+        payload, raw = self._get(LIST_CLUSTERS, f"{self._base}/clusters", Deadline(timeout))
+        return self._parse(LIST_CLUSTERS, raw, payload, parse_clusters)
+
+    def list_jobs(
+        self,
+        cluster_id: str,
+        job_type: str = "NORMAL_JOB",
+        *,
+        timeout: float | None = None,
+        page_size: int = JOB_PAGE_SIZE,
+    ) -> list[JobSummary]:
+        """ShowJobs ``job/all`` for one job type, every page.
+
+        Stops at an empty page, at a short page when ``total`` is unknown, or once ``total``
+        entries were seen. A server that ignores ``page_no`` (same page again) or never stops
+        gives :class:`MalformedResponse` rather than an incomplete list, since the poller would
+        take missing jobs for deleted ones. Entries without ``job_type`` get ``job_type``.
+        """
+        return self._list_jobs(cluster_id, job_type, Deadline(timeout), page_size)
+
+    def _list_jobs(
+        self, cluster_id: str, job_type: str, deadline: Deadline, page_size: int
+    ) -> list[JobSummary]:
+        url = f"{self._cluster_url(cluster_id, LIST_JOBS)}/cdm/job/all"
+        jobs: dict[str, JobSummary] = {}
+        seen = 0
+        previous: tuple[str, ...] | None = None
+        for page_no in range(1, self._max_pages + 1):
+            query = query_string(
+                [("jobType", job_type), ("page_no", str(page_no)), ("page_size", str(page_size))]
+            )
+            payload, raw = self._get(LIST_JOBS, f"{url}?{query}", deadline)
+            page = self._parse(LIST_JOBS, raw, payload, parse_job_page)
+            entries = len(page.jobs) + page.dropped
+            names = tuple(job.name for job in page.jobs)
+            if entries == 0:
+                return list(jobs.values())
+            if names and names == previous:
+                raise MalformedResponse(
+                    LIST_JOBS,
+                    f"page {page_no} repeats the previous page (paging ignored?)",
+                    status=raw.status,
+                    request_id=raw.request_id,
+                )
+            previous = names
+            seen += entries
+            for job in page.jobs:
+                # a job can shift onto the next page while we page (another one was deleted)
+                jobs.setdefault(
+                    job.name, job if job.job_type else dataclasses.replace(job, job_type=job_type)
+                )
+            total = page.total if page.total else None  # 0 is what single-job answers carry
+            if total is not None:
+                if seen >= total:
+                    return list(jobs.values())
+            elif entries < (page.page_size or page_size):
+                return list(jobs.values())
+        raise MalformedResponse(LIST_JOBS, f"more than {self._max_pages} pages of jobs")
+
+    def list_all_jobs(
+        self, cluster_id: str, job_types: Sequence[str] = JOB_TYPES, *, timeout: float | None = None
+    ) -> list[JobSummary]:
+        """Jobs of every type in ``job_types`` (the API lists one type per query).
+
+        A name seen under several types is kept once (names are unique in a cluster; a server
+        that ignores ``jobType`` would otherwise list each job once per type).
+        """
+        deadline = Deadline(timeout)
+        jobs: dict[str, JobSummary] = {}
+        for job_type in job_types:
+            for job in self._list_jobs(cluster_id, job_type, deadline, JOB_PAGE_SIZE):
+                jobs.setdefault(job.name, job)
+        return list(jobs.values())
+
+    def job_status(self, cluster_id: str, job_name: str, *, timeout: float | None = None) -> list[Submission]:
+        """ShowJobStatus: the job's current run(s)."""
+        url = (
+            f"{self._cluster_url(cluster_id, JOB_STATUS)}/cdm/job/{path_segment(job_name, JOB_STATUS)}/status"
+        )
+        payload, raw = self._get(JOB_STATUS, url, Deadline(timeout))
+        return self._parse(JOB_STATUS, raw, payload, parse_submissions)
+
+    def submissions(
+        self,
+        cluster_id: str,
+        job_name: str,
+        page_size: int = SUBMISSIONS_DEFAULT_PAGE_SIZE,
+        *,
+        timeout: float | None = None,
+    ) -> list[Submission]:
+        """ShowSubmissions: the job's run history (first page).
+
+        Only ``jname`` is documented for this call, so ``page_size`` is sent only when it differs
+        from the documented default of 10.
+        """
+        if not job_name:
+            raise ValueError(f"{SUBMISSIONS}: an empty job name")
+        params = [("jname", job_name)]
+        if page_size != SUBMISSIONS_DEFAULT_PAGE_SIZE:
+            params += [("page_no", "1"), ("page_size", str(page_size))]
+        try:
+            query = query_string(params)
+        except UnicodeEncodeError:
+            raise MalformedResponse(SUBMISSIONS, "name is not encodable as UTF-8") from None
+        url = f"{self._cluster_url(cluster_id, SUBMISSIONS)}/cdm/submissions?{query}"
+        payload, raw = self._get(SUBMISSIONS, url, Deadline(timeout))
+        return self._parse(SUBMISSIONS, raw, payload, parse_submissions)
+
+    def close(self) -> None:
+        """Close pooled connections. The client must not be used afterwards."""
+        self._session.close()
+
+    def __enter__(self) -> CdmClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CdmClient(base={self._base!r}, auth={self._auth!r})"

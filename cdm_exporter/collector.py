@@ -1,0 +1,302 @@
+"""Maps known state to metric families: a pure function of snapshots, no I/O.
+
+Series produced (identity labels ``cluster_id``, ``cluster_name``, ``job_name`` on every job series)::
+
+    cdm_job_status{...,status="BOOTING|FAILURE_ON_SUBMIT|RUNNING|SUCCEEDED|FAILED|UNKNOWN|NEVER_EXECUTED"} 1|0
+    cdm_job_status{...,status="<any other value the API returned, e.g. PENDING>"} 1
+    cdm_job_progress_ratio{...}                      0..1, absent when progress is -1 or unknown
+    cdm_job_submission_id{...}                       id of the latest run
+    cdm_job_creation_timestamp_seconds{...}          latest run's creation-date
+    cdm_job_execute_timestamp_seconds{...}           latest run's execute-date
+    cdm_job_last_update_timestamp_seconds{...}       latest run's last-update-date
+    cdm_job_{read,written,skipped}_rows{...}         ROWS_READ / ROWS_WRITTEN / ROWS_WRITTEN_SKIPPED
+    cdm_job_{read,written,total_size}_bytes{...}     BYTES_READ / BYTES_WRITTEN / TOTAL_SIZE
+    cdm_job_{read,written,skipped,total}_files{...}  FILES_READ / FILES_WRITTEN / FILES_SKIPPED / TOTAL_FILES
+    cdm_job_{write,update,delete}_rows{...}          write_rows / update_rows / delete_rows
+    cdm_job_last_success_timestamp_seconds{...}      end of the latest SUCCEEDED run known
+    cdm_job_info{...,job_type,external_id,creation_user,last_update_user,incremental,execute_auto,
+                 delete_after_run,stopping_increment,from_connector,to_connector,from_link,to_link} 1
+    cdm_job_error_info{...,error_summary}            1 while the latest run FAILED
+    cdm_job_refresh_timestamp_seconds{...}           when the job's status was last fetched
+    cdm_cluster_info{cluster_id,cluster_name,project_id,region,version} 1
+    cdm_cluster_status{cluster_id,cluster_name,status="creating|normal|...|<other code>"} 1|0
+    cdm_cluster_up{cluster_id,cluster_name}          1 when the cluster's job list worked last time
+    cdm_up{project_id,region}                        1 when auth and the cluster list worked last time
+    cdm_api_budget_remaining{project_id,region,policy="job_status|common"}
+    cdm_scrape_duration_seconds                      how long the last collection took
+    cdm_api_requests_total{endpoint,code}            every HTTP call made
+    cdm_api_request_duration_seconds{endpoint}       histogram of their latency
+    cdm_exporter_build_info{version} 1
+
+A field the API omitted gives no series (never a fake 0). Run counters are gauges: they restart
+with each run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from cdm_exporter import __version__
+from cdm_exporter.models import CLUSTER_STATUSES, FAILED_STATUSES, JOB_STATUSES, Counters
+from cdm_exporter.state import JobState, TargetView
+from cdm_exporter.telemetry import TelemetrySnapshot
+
+JOB_LABELS = ("cluster_id", "cluster_name", "job_name")
+ERROR_SUMMARY_MAX = 256
+
+INFO_LABELS = (
+    "job_type",
+    "external_id",
+    "creation_user",
+    "last_update_user",
+    "incremental",
+    "execute_auto",
+    "delete_after_run",
+    "stopping_increment",
+    "from_connector",
+    "to_connector",
+    "from_link",
+    "to_link",
+)
+
+#: gauge name suffix -> (help, counter field)
+COUNTER_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("cdm_job_read_rows", "Rows read by the latest run (ROWS_READ).", "rows_read"),
+    ("cdm_job_written_rows", "Rows written by the latest run (ROWS_WRITTEN).", "rows_written"),
+    ("cdm_job_skipped_rows", "Rows skipped by the latest run (ROWS_WRITTEN_SKIPPED).", "rows_written_skipped"),
+    ("cdm_job_read_bytes", "Bytes read by the latest run (BYTES_READ).", "bytes_read"),
+    ("cdm_job_written_bytes", "Bytes written by the latest run (BYTES_WRITTEN).", "bytes_written"),
+    ("cdm_job_total_size_bytes", "Total size of the latest run's data (TOTAL_SIZE).", "total_size"),
+    ("cdm_job_read_files", "Files read by the latest run (FILES_READ).", "files_read"),
+    ("cdm_job_written_files", "Files written by the latest run (FILES_WRITTEN).", "files_written"),
+    ("cdm_job_skipped_files", "Files skipped by the latest run (FILES_SKIPPED).", "files_skipped"),
+    ("cdm_job_total_files", "Total files of the latest run (TOTAL_FILES).", "total_files"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one exposition is built from."""
+
+    targets: tuple[TargetView, ...]
+    telemetry: TelemetrySnapshot
+    scrape_duration: float | None
+
+
+def _flag(value: bool | None) -> str:
+    return "" if value is None else ("true" if value else "false")
+
+
+class _JobFamilies:
+    """The per-job families of one exposition, filled job by job."""
+
+    def __init__(self) -> None:
+        g = GaugeMetricFamily
+        self.status = g("cdm_job_status", "1 for the job's current status, 0 for the others.", labels=(*JOB_LABELS, "status"))
+        self.progress = g("cdm_job_progress_ratio", "Progress of the latest run, 0 to 1.", labels=JOB_LABELS)
+        self.submission = g("cdm_job_submission_id", "submission-id of the latest run.", labels=JOB_LABELS)
+        self.created = g(
+            "cdm_job_creation_timestamp_seconds", "creation-date of the latest run.", labels=JOB_LABELS
+        )
+        self.executed = g("cdm_job_execute_timestamp_seconds", "execute-date of the latest run.", labels=JOB_LABELS)
+        self.updated = g(
+            "cdm_job_last_update_timestamp_seconds", "last-update-date of the latest run.", labels=JOB_LABELS
+        )
+        self.counters = [(g(name, help_, labels=JOB_LABELS), field) for name, help_, field in COUNTER_GAUGES]
+        self.write_rows = g("cdm_job_write_rows", "write_rows of the latest run.", labels=JOB_LABELS)
+        self.update_rows = g("cdm_job_update_rows", "update_rows of the latest run.", labels=JOB_LABELS)
+        self.delete_rows = g("cdm_job_delete_rows", "delete_rows of the latest run.", labels=JOB_LABELS)
+        self.last_success = g(
+            "cdm_job_last_success_timestamp_seconds", "End of the latest SUCCEEDED run known.", labels=JOB_LABELS
+        )
+        self.info = g("cdm_job_info", "Non-numeric fields of the job; always 1.", labels=(*JOB_LABELS, *INFO_LABELS))
+        self.error = g(
+            "cdm_job_error_info",
+            "1 while the latest run FAILED; error_summary cut to 256 characters.",
+            labels=(*JOB_LABELS, "error_summary"),
+        )
+        self.refreshed = g(
+            "cdm_job_refresh_timestamp_seconds",
+            "When this job's status was last fetched from the API.",
+            labels=JOB_LABELS,
+        )
+
+    def all(self) -> list[Metric]:
+        return [
+            self.status,
+            self.progress,
+            self.submission,
+            self.created,
+            self.executed,
+            self.updated,
+            *(family for family, _ in self.counters),
+            self.write_rows,
+            self.update_rows,
+            self.delete_rows,
+            self.last_success,
+            self.info,
+            self.error,
+            self.refreshed,
+        ]
+
+    def add(self, ids: Sequence[str], job: JobState) -> None:
+        status = job.status
+        for documented in JOB_STATUSES:
+            self.status.add_metric((*ids, documented), 1.0 if status == documented else 0.0)
+        if status is not None and status not in JOB_STATUSES:
+            self.status.add_metric((*ids, status), 1.0)
+
+        run = job.current_run
+        summary = job.summary
+        optional: list[tuple[GaugeMetricFamily, float | int | None]] = [
+            (self.last_success, job.last_success),
+            (self.refreshed, job.refreshed_at),
+        ]
+        if run is not None:
+            optional += [
+                (self.progress, None if run.progress is None else run.progress / 100.0),
+                (self.submission, run.submission_id),
+                (self.created, run.creation_date),
+                (self.executed, run.execute_date),
+                (self.updated, run.last_update_date),
+                (self.write_rows, run.write_rows),
+                (self.update_rows, run.update_rows),
+                (self.delete_rows, run.delete_rows),
+            ]
+        else:  # only the list entry is current: it carries the run's dates too
+            optional += [
+                (self.executed, summary.execute_start_date),
+                (self.updated, summary.execute_update_date),
+            ]
+        counters: Counters | None = job.counters()
+        if counters is not None:
+            optional += [(family, getattr(counters, field)) for family, field in self.counters]
+        for family, value in optional:
+            if value is not None:
+                family.add_metric(ids, float(value))
+
+        latest = job.latest
+        self.info.add_metric(
+            (
+                *ids,
+                summary.job_type or "",
+                (latest.external_id if latest else None) or summary.external_id or "",
+                (latest.creation_user if latest else None) or summary.creation_user or "",
+                (latest.last_update_user if latest else None) or summary.update_user or "",
+                _flag(latest.is_incrementing if latest and latest.is_incrementing is not None else summary.is_incremental),
+                _flag(latest.is_execute_auto if latest else None),
+                _flag(latest.is_delete_job if latest else None),
+                (latest.is_stopping_increment if latest else None) or "",
+                summary.from_connector or "",
+                summary.to_connector or "",
+                summary.from_link or "",
+                summary.to_link or "",
+            ),
+            1.0,
+        )
+        if run is not None and run.status in FAILED_STATUSES:
+            self.error.add_metric((*ids, (run.error_summary or "")[:ERROR_SUMMARY_MAX]), 1.0)
+
+
+def _cluster_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
+    labels = ("cluster_id", "cluster_name")
+    info = GaugeMetricFamily(
+        "cdm_cluster_info", "CDM cluster facts; always 1.", labels=(*labels, "project_id", "region", "version")
+    )
+    status = GaugeMetricFamily(
+        "cdm_cluster_status", "1 for the cluster's current status, 0 for the others.", labels=(*labels, "status")
+    )
+    up = GaugeMetricFamily("cdm_cluster_up", "1 when this cluster's job list worked at the last try.", labels=labels)
+    seen: set[str] = set()
+    for target in targets:
+        for view in target.clusters:
+            cluster = view.cluster
+            if cluster.id in seen:  # the same cluster reached through two targets
+                continue
+            seen.add(cluster.id)
+            ids = (cluster.id, cluster.name)
+            info.add_metric((*ids, target.project_id, target.region, cluster.version or ""), 1.0)
+            current = cluster.status_name
+            for name in CLUSTER_STATUSES.values():
+                status.add_metric((*ids, name), 1.0 if current == name else 0.0)
+            if current is not None and current not in CLUSTER_STATUSES.values():
+                status.add_metric((*ids, current), 1.0)
+            if view.up is not None:
+                up.add_metric(ids, 1.0 if view.up else 0.0)
+    yield from (info, status, up)
+
+
+def _target_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
+    up = GaugeMetricFamily(
+        "cdm_up", "1 when authentication and the cluster list worked at the last collection.", labels=("project_id", "region")
+    )
+    budget = GaugeMetricFamily(
+        "cdm_api_budget_remaining",
+        "Requests the exporter may still send now under its per-minute budget of each API policy.",
+        labels=("project_id", "region", "policy"),
+    )
+    seen: set[tuple[str, str]] = set()
+    for target in targets:
+        key = (target.project_id, target.region)
+        if key in seen:
+            continue
+        seen.add(key)
+        up.add_metric(key, 1.0 if target.up else 0.0)
+        for policy, remaining in sorted(target.budget_remaining.items()):
+            budget.add_metric((*key, policy), float(int(remaining)))
+    yield from (up, budget)
+
+
+def _self_families(snapshot: Snapshot) -> Iterator[Metric]:
+    duration = GaugeMetricFamily("cdm_scrape_duration_seconds", "Time the last collection took.")
+    if snapshot.scrape_duration is not None:
+        duration.add_metric((), snapshot.scrape_duration)
+    yield duration
+    requests = CounterMetricFamily(
+        "cdm_api_requests", "HTTP calls made to the CDM and IAM APIs.", labels=("endpoint", "code")
+    )
+    for (endpoint, code), count in sorted(snapshot.telemetry.requests.items()):
+        requests.add_metric((endpoint, code), float(count))
+    yield requests
+    latency = HistogramMetricFamily(
+        "cdm_api_request_duration_seconds", "Latency of calls to the CDM and IAM APIs.", labels=("endpoint",)
+    )
+    for endpoint, hist in sorted(snapshot.telemetry.durations.items()):
+        latency.add_metric((endpoint,), hist.cumulative(), hist.total)
+    yield latency
+    build = GaugeMetricFamily("cdm_exporter_build_info", "cdm-exporter version; always 1.", labels=("version",))
+    build.add_metric((__version__,), 1.0)
+    yield build
+
+
+def families(snapshot: Snapshot) -> list[Metric]:
+    """Every metric family of one exposition."""
+    jobs = _JobFamilies()
+    seen: set[tuple[str, str]] = set()
+    for target in snapshot.targets:
+        for cluster in target.clusters:
+            for job in cluster.jobs:
+                key = (cluster.cluster.id, job.name)
+                if key in seen:
+                    continue
+                seen.add(key)
+                jobs.add((cluster.cluster.id, cluster.cluster.name, job.name), job)
+    return [*jobs.all(), *_cluster_families(snapshot.targets), *_target_families(snapshot.targets), *_self_families(snapshot)]
+
+
+class CdmCollector(Collector):
+    """A ``prometheus_client`` collector over a snapshot source; collecting does no I/O."""
+
+    def __init__(self, source: Callable[[], Snapshot]) -> None:
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        # the families with no samples: registering this collector makes no API call
+        return families(Snapshot((), TelemetrySnapshot({}, {}), None))
+
+    def collect(self) -> Iterator[Metric]:
+        yield from families(self._source())

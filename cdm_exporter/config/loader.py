@@ -1,0 +1,606 @@
+"""Read the YAML file (or the ``HUAWEICLOUD_SDK_*`` variables) into a validated :class:`Config`.
+
+The loader checks what the model cannot: the YAML itself, types, unknown keys (with a
+"did you mean"), which auth mode and secret source was chosen, files and environment
+variables. Every problem is a :class:`ConfigError` whose key is the dotted path of what to fix
+(``targets[0].auth.aksk.secret_key_file``). Values are never echoed for secret keys, nor in
+type errors, so an error message cannot leak a secret put in the wrong place.
+
+A ``null`` value counts as absent: ``clusters:`` with nothing after it means the default.
+Relative file paths (secret files, ``ca_bundle``) are relative to the config file's directory,
+as in Prometheus' own configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import math
+import os
+import re
+import stat
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .model import (
+    BUDGET_WARN_ABOVE,
+    AkSkAuthConfig,
+    AuthConfig,
+    BudgetConfig,
+    CollectionConfig,
+    Config,
+    JobsFilter,
+    PasswordAuthConfig,
+    TargetConfig,
+    TokenAuthConfig,
+    default_endpoint,
+    default_iam_endpoint,
+    did_you_mean,
+    endpoint_problem,
+    is_plain_http_to_remote,
+)
+from .secrets import Secret, read_secret_file, secret_from_env, secret_from_text
+
+log = logging.getLogger("cdm_exporter.config")
+
+# The keys each mapping accepts; anything else is rejected as a likely typo.
+TOP_KEYS = ("targets", "collection")
+TARGET_KEYS = (
+    "name", "region", "project_id", "endpoint", "iam_endpoint", "ca_bundle",
+    "tls_insecure_skip_verify", "auth", "clusters", "jobs",
+)
+AUTH_KEYS = ("token", "token_file", "token_env", "password", "aksk")
+PASSWORD_KEYS = ("domain", "user", "password", "password_file", "password_env")
+AKSK_KEYS = (
+    "access_key", "access_key_env", "secret_key", "secret_key_file", "secret_key_env",
+    "security_token", "security_token_file", "security_token_env",
+)
+JOBS_KEYS = ("include", "exclude", "types")
+COLLECTION_KEYS = (
+    "concurrency", "budget_per_minute", "discovery_interval", "job_list_interval",
+    "history_interval", "connect_timeout", "read_timeout", "default_scrape_timeout",
+    "scrape_timeout_offset",
+)
+BUDGET_KEYS = ("job_status", "common")
+_DURATION_KEYS = COLLECTION_KEYS[2:]
+
+# Huawei SDK environment variables (cdm-api.md sections 1 and 4.3).
+ENV_AK = "HUAWEICLOUD_SDK_AK"
+ENV_SK = "HUAWEICLOUD_SDK_SK"
+ENV_PROJECT_ID = "HUAWEICLOUD_SDK_PROJECT_ID"
+ENV_REGION = "HUAWEICLOUD_SDK_REGION"
+ENV_SECURITY_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
+ENV_IAM_ENDPOINT = "HUAWEICLOUD_SDK_IAM_ENDPOINT"
+_ENV_REQUIRED = (ENV_AK, ENV_SK, ENV_PROJECT_ID, ENV_REGION)
+
+
+def cdm_endpoint_env_var(region: str) -> str:
+    """The variable the SDK reads to override the CDM endpoint of ``region``."""
+    return "HUAWEICLOUD_SDK_REGION_CDM_" + region.replace("-", "_").upper()
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the config file at ``path``; with ``None``, build it from ``env``.
+
+    ``env`` defaults to ``os.environ``; it serves ``*_env`` secrets and endpoint overrides.
+    """
+    env = os.environ if env is None else env
+    if path is None:
+        return config_from_env(env)
+    shown = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            data = _parse_yaml(handle.read(), shown)
+    except FileNotFoundError:
+        raise ConfigError("", f"config file {shown} not found") from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {shown}: {exc.strerror or exc}") from None
+    except ValueError:  # NUL byte or unencodable character in the path
+        raise ConfigError("", f"{shown!r} is not a usable file path") from None
+    context = _Context(env=env, base_dir=os.path.dirname(os.path.abspath(shown)))
+    try:
+        config = _config(data, context)
+    except ConfigError as exc:
+        if exc.key:
+            raise
+        raise ConfigError("", f"{shown}: {exc.message}") from None
+    if context.inline_secrets and mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning(
+            "config file %s holds inline secrets (%s) and is readable by group or others (mode %04o); "
+            "restrict it with chmod 600 or move the secrets to *_file or *_env",
+            shown, ", ".join(context.inline_secrets), stat.S_IMODE(mode),
+            extra={"path": shown},
+        )
+    return config
+
+
+def parse_config(
+    data: object,
+    env: Mapping[str, str] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> Config:
+    """Validate already-parsed YAML data (a mapping); ``base_dir`` anchors relative file paths."""
+    return _config(
+        data,
+        _Context(env=os.environ if env is None else env, base_dir=None if base_dir is None else os.fspath(base_dir)),
+    )
+
+
+def config_from_env(env: Mapping[str, str]) -> Config:
+    """The no-file configuration: one AK/SK target from the variables Huawei's SDKs read."""
+    present = {name: env.get(name, "") for name in _ENV_REQUIRED}
+    if not any(present[name] for name in (ENV_AK, ENV_SK, ENV_PROJECT_ID)):
+        raise ConfigError(
+            "",
+            "no configuration: give --config.file FILE, or set "
+            + ", ".join(_ENV_REQUIRED[:-1]) + f" and {_ENV_REQUIRED[-1]} for a single AK/SK target",
+        )
+    missing = [name for name in _ENV_REQUIRED if not present[name]]
+    if missing:
+        raise ConfigError(missing[0], f"is not set; a configuration without a file needs {', '.join(missing)}")
+    access_key = present[ENV_AK]
+    if not access_key.strip() or re.search(r"\s", access_key):
+        raise ConfigError(ENV_AK, "is not an access key (it contains whitespace)")
+    security_token = env.get(ENV_SECURITY_TOKEN)
+    auth = AkSkAuthConfig(
+        access_key=access_key,
+        secret_key=secret_from_text(present[ENV_SK], ENV_SK, f"environment variable {ENV_SK}"),
+        security_token=secret_from_text(security_token, ENV_SECURITY_TOKEN, f"environment variable {ENV_SECURITY_TOKEN}")
+        if security_token
+        else None,
+    )
+    region, project_id = present[ENV_REGION], present[ENV_PROJECT_ID]
+    context = _Context(env=env, base_dir=None)
+    with _renamed({"region": ENV_REGION, "project_id": ENV_PROJECT_ID, "name": ENV_PROJECT_ID}):
+        target = TargetConfig(
+            name=project_id,
+            region=region,
+            project_id=project_id,
+            endpoint=_endpoint_default(context, "targets[0]", "endpoint", region),
+            iam_endpoint=_endpoint_default(context, "targets[0]", "iam_endpoint", region),
+            auth=auth,
+        )
+    _warn_about(target, "targets[0]")
+    return Config(targets=(target,))
+
+
+# --------------------------------------------------------------------------- durations
+
+_UNITS: dict[str, float] = {"w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_UNIT_ORDER = tuple(_UNITS)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|[wdhms])")
+_PLAIN_NUMBER = re.compile(r"\+?(\d+(\.\d*)?|\.\d+)")
+_DURATION_HELP = "use seconds (30, 2.5) or numbers with units ms s m h d w, largest first (250ms, 5m, 1h30m)"
+
+
+def parse_duration(value: object, key: str) -> float:
+    """Seconds from a number of seconds or a string like ``"30s"``, ``"5m"``, ``"1h30m"``, ``"250ms"``.
+
+    Units must go from largest to smallest, each at most once (as in Prometheus), so that
+    ``"1m1h"`` is caught as the typo it likely is. Negative and non-finite values are rejected.
+    """
+    if isinstance(value, bool):
+        raise ConfigError(key, f"expected a duration, got a boolean; {_DURATION_HELP}")
+    if isinstance(value, int | float):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ConfigError(key, "is far too large") from None
+    elif isinstance(value, str):
+        seconds = _parse_duration_text(value.strip(), key)
+    else:
+        raise ConfigError(key, f"expected a duration, got {_describe(value)}; {_DURATION_HELP}")
+    if not math.isfinite(seconds):
+        raise ConfigError(key, "must be a finite number of seconds")
+    if seconds < 0:
+        raise ConfigError(key, f"must not be negative, got {seconds:g}")
+    return seconds
+
+
+def _parse_duration_text(text: str, key: str) -> float:
+    if _PLAIN_NUMBER.fullmatch(text):
+        return float(text)
+    total, position, last_unit = 0.0, 0, -1
+    while position < len(text):
+        match = _DURATION_PART.match(text, position)
+        if match is None:
+            raise ConfigError(key, f"invalid duration {text!r}; {_DURATION_HELP}")
+        unit = _UNIT_ORDER.index(match.group(2))
+        if unit <= last_unit:
+            raise ConfigError(key, f"invalid duration {text!r}; units go largest first, each once (like 1h30m)")
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        position, last_unit = match.end(), unit
+    if not text:
+        raise ConfigError(key, f"is empty; {_DURATION_HELP}")
+    return total
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping.
+
+    Plain PyYAML keeps the last one silently; a second ``targets:`` would drop targets unseen.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            with contextlib.suppress(TypeError):  # unhashable keys are reported by SafeLoader itself
+                if key in seen:
+                    mark = key_node.start_mark
+                    raise ConfigError(
+                        "", f"line {mark.line + 1}, column {mark.column + 1}: the key {key!r} is given twice"
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: bytes, source: str) -> object:
+    """Parse one YAML document; errors report line and column but never the line's text."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        # str(exc) would quote the offending line, which may hold a secret: build from parts.
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        detail = "; ".join(part for part in (exc.context, exc.problem) if part)
+        raise ConfigError("", f"{where}: invalid YAML: {detail}") from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError("", f"{source}: invalid YAML: {exc.reason} at byte {exc.position}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{source}: invalid YAML: {type(exc).__name__}") from None
+    except RecursionError:
+        raise ConfigError("", f"{source}: invalid YAML: nested too deeply") from None
+    except ConfigError as exc:
+        raise ConfigError("", f"{source}: {exc.message}") from None
+
+
+# --------------------------------------------------------------------------- walking the data
+
+
+@dataclass
+class _Context:
+    """What the walk needs besides the data: the environment and where relative paths start."""
+
+    env: Mapping[str, str]
+    base_dir: str | None
+    inline_secrets: list[str] = field(default_factory=list)
+
+    def resolve(self, path: str) -> str:
+        return path if self.base_dir is None or os.path.isabs(path) else os.path.join(self.base_dir, path)
+
+
+def _join(path: str, key: str) -> str:
+    if not path:
+        return key
+    return f"{path}{key}" if key.startswith("[") else f"{path}.{key}"
+
+
+@contextlib.contextmanager
+def _under(path: str) -> Iterator[None]:
+    """Prefix the keys of model errors (``region``) with where the object sits (``targets[0]``)."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(_join(path, exc.key), exc.message) from None
+
+
+@contextlib.contextmanager
+def _renamed(names: Mapping[str, str]) -> Iterator[None]:
+    """Report model errors under other names (the environment variables that supplied them)."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(names.get(exc.key, exc.key), exc.message) from None
+
+
+def _describe(value: object) -> str:
+    """The kind of a YAML value, for type errors; never the value itself (it may be a secret)."""
+    if value is None:
+        return "nothing (null)"
+    kinds: tuple[tuple[type | tuple[type, ...], str], ...] = (
+        (bool, "a boolean (YAML reads true/false/yes/no/on/off unquoted as booleans)"),
+        (int, "an integer"),
+        (float, "a number"),
+        (str, "a string"),
+        (list, "a list"),
+        (dict, "a mapping"),
+        ((datetime.date, datetime.datetime), "a date"),
+        (bytes, "binary data"),
+    )
+    for kind, text in kinds:
+        if isinstance(value, kind):
+            return text
+    return f"a {type(value).__name__}"
+
+
+def _mapping(value: object, path: str, allowed: tuple[str, ...]) -> dict[str, object]:
+    """Check ``value`` is a mapping of known string keys; report the first unknown one."""
+    if not isinstance(value, dict):
+        raise ConfigError(path, f"expected a mapping with keys {', '.join(allowed)}, got {_describe(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(_join(path, str(key)), f"keys must be strings, got {_describe(key)}")
+        if key not in allowed:
+            hint = did_you_mean(key, allowed) or f"; allowed keys: {', '.join(allowed)}"
+            raise ConfigError(_join(path, key), f"unknown key{hint}")
+    return value
+
+
+def _present(mapping: dict[str, object], key: str) -> bool:
+    return mapping.get(key) is not None
+
+
+def _required(mapping: dict[str, object], path: str, key: str) -> object:
+    value = mapping.get(key)
+    if value is None:
+        raise ConfigError(_join(path, key), "is empty" if key in mapping else "is required")
+    return value
+
+
+def _string(value: object, key: str) -> str:
+    if isinstance(value, str):
+        if not value:
+            raise ConfigError(key, "must not be empty")
+        return value
+    hint = "; put it in quotes" if isinstance(value, bool | int | float | datetime.date) else ""
+    raise ConfigError(key, f"expected a string, got {_describe(value)}{hint}")
+
+
+def _integer(value: object, key: str) -> int:
+    # bool is a subclass of int, and YAML 1.1 turns "yes"/"no" into booleans: reject them here.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ConfigError(key, f"expected a whole number, got {_describe(value)}")
+
+
+def _boolean(value: object, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(key, f"expected true or false, got {_describe(value)}")
+
+
+def _strings(value: object, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise ConfigError(key, "expected a list of strings, got a single string; write it as a list: [...]")
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected a list of strings, got {_describe(value)}")
+    return tuple(_string(item, f"{key}[{index}]") for index, item in enumerate(value))
+
+
+# --------------------------------------------------------------------------- the sections
+
+
+def _config(data: object, context: _Context) -> Config:
+    if data is None:
+        raise ConfigError("", "the configuration is empty; it needs a 'targets' list")
+    if not isinstance(data, dict):
+        raise ConfigError("", f"the top level must be a mapping with a 'targets' key, got {_describe(data)}")
+    top = _mapping(data, "", TOP_KEYS)
+    targets = _required(top, "", "targets")
+    if not isinstance(targets, list):
+        raise ConfigError("targets", f"expected a list of targets, got {_describe(targets)}")
+    return Config(
+        targets=tuple(_target(item, f"targets[{index}]", context) for index, item in enumerate(targets)),
+        collection=_collection(top.get("collection"), "collection"),
+    )
+
+
+def _target(value: object, path: str, context: _Context) -> TargetConfig:
+    target = _mapping(value, path, TARGET_KEYS)
+    region = _string(_required(target, path, "region"), _join(path, "region"))
+    project_id = _string(_required(target, path, "project_id"), _join(path, "project_id"))
+    name = _string(target["name"], _join(path, "name")) if _present(target, "name") else project_id
+
+    endpoints: dict[str, str] = {}
+    for key in ("endpoint", "iam_endpoint"):
+        if _present(target, key):
+            endpoints[key] = _strip_slash(_string(target[key], _join(path, key)))
+        else:
+            endpoints[key] = _endpoint_default(context, path, key, region)
+
+    clusters = _strings(target["clusters"], _join(path, "clusters")) if _present(target, "clusters") else ()
+    jobs = _jobs(target.get("jobs"), _join(path, "jobs"))
+    ca_bundle = None
+    if _present(target, "ca_bundle"):
+        ca_bundle = _ca_bundle(context.resolve(_string(target["ca_bundle"], _join(path, "ca_bundle"))),
+                               _join(path, "ca_bundle"))
+    insecure = False
+    if _present(target, "tls_insecure_skip_verify"):
+        insecure = _boolean(target["tls_insecure_skip_verify"], _join(path, "tls_insecure_skip_verify"))
+    auth = _auth(_required(target, path, "auth"), _join(path, "auth"), context)
+
+    with _under(path):
+        config = TargetConfig(
+            name=name,
+            region=region,
+            project_id=project_id,
+            endpoint=endpoints["endpoint"],
+            iam_endpoint=endpoints["iam_endpoint"],
+            auth=auth,
+            clusters=tuple(dict.fromkeys(clusters)),
+            jobs=jobs,
+            ca_bundle=ca_bundle,
+            tls_insecure_skip_verify=insecure,
+        )
+    _warn_about(config, path)
+    return config
+
+
+def _strip_slash(url: str) -> str:
+    # "https://host/" is fine to write; the client appends "/v1.1/..." to what is stored.
+    return url[:-1] if url.endswith("/") and not url.endswith("//") else url
+
+
+def _endpoint_default(context: _Context, path: str, key: str, region: str) -> str:
+    """The derived endpoint, unless the SDK's environment variable overrides it."""
+    if key == "endpoint":
+        variable, derived = cdm_endpoint_env_var(region), default_endpoint(region)
+    else:
+        variable, derived = ENV_IAM_ENDPOINT, default_iam_endpoint(region)
+    override = context.env.get(variable, "").strip()
+    if not override:
+        return derived
+    # The SDK accepts a comma-separated list for fail-over; one session per target uses the first.
+    url = _strip_slash(override.split(",")[0].strip())
+    problem = endpoint_problem(url)
+    if problem:
+        raise ConfigError(variable, f"(overrides {_join(path, key)}) {problem}")
+    return url
+
+
+def _ca_bundle(path: str, key: str) -> str:
+    """Check the CA bundle is a readable PEM file now, rather than at the first TLS handshake."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 22)
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read CA bundle {path}: {exc.strerror or type(exc).__name__}") from None
+    except ValueError:
+        raise ConfigError(key, f"{path!r} is not a usable file path") from None
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise ConfigError(key, f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return path
+
+
+def _jobs(value: object, path: str) -> JobsFilter:
+    if value is None:
+        return JobsFilter()
+    jobs = _mapping(value, path, JOBS_KEYS)
+    changes: dict[str, object] = {}
+    for key in JOBS_KEYS:
+        if _present(jobs, key):
+            items = _strings(jobs[key], _join(path, key))
+            changes[key] = tuple(dict.fromkeys(items)) if key == "types" else items
+    with _under(path):
+        return dataclasses.replace(JobsFilter(), **changes)
+
+
+def _auth(value: object, path: str, context: _Context) -> AuthConfig:
+    auth = _mapping(value, path, AUTH_KEYS)
+    given = [key for key in AUTH_KEYS if _present(auth, key)]
+    if not given:
+        empty = [key for key in AUTH_KEYS if key in auth]
+        if empty:
+            raise ConfigError(_join(path, empty[0]), "is empty")
+        raise ConfigError(path, "needs one auth mode: token (or token_file, token_env), password, or aksk")
+    modes = sorted({"token" if key.startswith("token") else key for key in given})
+    if len(modes) > 1:
+        raise ConfigError(path, f"give exactly one auth mode, not {' and '.join(modes)}")
+    if modes[0] == "token":
+        return TokenAuthConfig(token=_secret(auth, path, "token", context))
+    if modes[0] == "password":
+        sub = _join(path, "password")
+        password = _mapping(auth["password"], sub, PASSWORD_KEYS)
+        return PasswordAuthConfig(
+            domain=_string(_required(password, sub, "domain"), _join(sub, "domain")),
+            user=_string(_required(password, sub, "user"), _join(sub, "user")),
+            password=_secret(password, sub, "password", context),
+        )
+    sub = _join(path, "aksk")
+    aksk = _mapping(auth["aksk"], sub, AKSK_KEYS)
+    return AkSkAuthConfig(
+        access_key=_access_key(aksk, sub, context),
+        secret_key=_secret(aksk, sub, "secret_key", context),
+        security_token=_secret(aksk, sub, "security_token", context, required=False),
+    )
+
+
+def _chosen(mapping: dict[str, object], path: str, alternatives: tuple[str, ...], required: bool) -> str | None:
+    """Which one of ``alternatives`` (``x``, ``x_file``, ``x_env``) is given; more than one is an error."""
+    given = [key for key in alternatives if _present(mapping, key)]
+    if len(given) > 1:
+        raise ConfigError(path, f"{' and '.join(given)} are alternatives; give only one")
+    if given:
+        return given[0]
+    if required:
+        others = " or ".join(alternatives[1:])
+        empty = next((key for key in alternatives if key in mapping), None)
+        raise ConfigError(_join(path, empty or alternatives[0]), f"is {'empty' if empty else 'required'} (or give {others})")
+    return None
+
+
+def _secret(
+    mapping: dict[str, object], path: str, base: str, context: _Context, *, required: bool = True
+) -> Secret:
+    chosen = _chosen(mapping, path, (base, f"{base}_file", f"{base}_env"), required)
+    if chosen is None:
+        return None  # type: ignore[return-value]  # only with required=False; see _optional
+    key = _join(path, chosen)
+    text = _string(mapping[chosen], key)
+    if chosen.endswith("_file"):
+        return read_secret_file(context.resolve(text), key)
+    if chosen.endswith("_env"):
+        return secret_from_env(context.env, text, key)
+    context.inline_secrets.append(key)
+    return secret_from_text(text, key, "the value")
+
+
+def _access_key(aksk: dict[str, object], path: str, context: _Context) -> str:
+    chosen = _chosen(aksk, path, ("access_key", "access_key_env"), required=True)
+    assert chosen is not None  # required=True raises instead of returning None
+    key = _join(path, chosen)
+    text = _string(aksk[chosen], key)
+    value = secret_from_env(context.env, text, key).reveal() if chosen.endswith("_env") else text
+    if re.search(r"\s", value):
+        raise ConfigError(key, "is not an access key (it contains whitespace)")
+    return value
+
+
+def _collection(value: object, path: str) -> CollectionConfig:
+    if value is None:
+        return CollectionConfig()
+    collection = _mapping(value, path, COLLECTION_KEYS)
+    changes: dict[str, object] = {}
+    if _present(collection, "concurrency"):
+        changes["concurrency"] = _integer(collection["concurrency"], _join(path, "concurrency"))
+    if _present(collection, "budget_per_minute"):
+        changes["budget_per_minute"] = _budget(collection["budget_per_minute"], _join(path, "budget_per_minute"))
+    for key in _DURATION_KEYS:
+        if _present(collection, key):
+            changes[key] = parse_duration(collection[key], _join(path, key))
+    with _under(path):
+        return dataclasses.replace(CollectionConfig(), **changes)
+
+
+def _budget(value: object, path: str) -> BudgetConfig:
+    budget = _mapping(value, path, BUDGET_KEYS)
+    changes = {key: _integer(budget[key], _join(path, key)) for key in BUDGET_KEYS if _present(budget, key)}
+    with _under(path):
+        config = dataclasses.replace(BudgetConfig(), **changes)
+    for key in BUDGET_KEYS:
+        if getattr(config, key) > BUDGET_WARN_ABOVE:
+            log.warning(
+                "%s: %d requests per minute leaves little of the API's 120/min per user for anything else",
+                _join(path, key), getattr(config, key), extra={"key": _join(path, key)},
+            )
+    return config
+
+
+def _warn_about(target: TargetConfig, path: str) -> None:
+    """Warnings for settings that work but weaken security."""
+    for key in ("endpoint", "iam_endpoint"):
+        url = getattr(target, key)
+        if is_plain_http_to_remote(url):
+            log.warning(
+                "%s: plain http:// to a non-loopback host sends credentials and tokens unencrypted",
+                _join(path, key), extra={"key": _join(path, key), "target": target.name, "endpoint": url},
+            )
+    if target.tls_insecure_skip_verify:
+        log.warning(
+            "%s: TLS certificates of this target are not verified; anyone on the path can read its credentials",
+            _join(path, "tls_insecure_skip_verify"), extra={"target": target.name},
+        )

@@ -1,0 +1,307 @@
+"""The validated, immutable configuration the rest of cdm-exporter runs on.
+
+Each dataclass checks its own value invariants (formats, ranges, cross-field rules) in
+``__post_init__`` and raises :class:`ConfigError` keyed by its *own* field name
+(``region``, ``types[1]``); the loader, which knows where the object sits in the file, prefixes
+the path (``targets[0].region``). So an object built by hand (the demo, a test) is held to the
+same rules as one read from YAML. Types, unknown keys and secret sources are the loader's job.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .secrets import Secret
+
+#: The job types ShowJobs can list; each is queried separately (cdm-api.md section 2.2).
+JOB_TYPES: tuple[str, ...] = ("NORMAL_JOB", "BATCH_JOB", "SCENARIO_JOB")
+
+#: Requests per minute CDM allows per user and API policy (cdm-api.md section 5).
+API_LIMIT_PER_MINUTE = 120
+#: Budgets above this leave too little room for anything else using the same user.
+BUDGET_WARN_ABOVE = 110
+
+_PROJECT_ID = re.compile(r"[0-9a-fA-F]{32}")
+_REGION = re.compile(r"[a-z]{2}-[a-z]+-[0-9]+")
+_TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
+# Hostnames, including docker/compose style names with "_"; IP literals are checked apart.
+_HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
+_UNSAFE_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+
+DAY = 86400.0
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest choice, or ``""``; case is ignored for matching."""
+    by_upper = {choice.upper(): choice for choice in choices}
+    close = difflib.get_close_matches(word.upper(), list(by_upper), n=1, cutoff=0.6)
+    return f"; did you mean {by_upper[close[0]]!r}?" if close else ""
+
+
+def default_endpoint(region: str) -> str:
+    """The CDM endpoint Huawei's SDK derives for ``region`` (cdm-api.md section 1)."""
+    return f"https://cdm.{region}.myhuaweicloud.com"
+
+
+def default_iam_endpoint(region: str) -> str:
+    """The regional IAM endpoint (cdm-api.md section 1)."""
+    return f"https://iam.{region}.myhuaweicloud.com"
+
+
+def endpoint_problem(url: str) -> str | None:
+    """Why ``url`` is not ``http(s)://host[:port]``, or ``None`` when it is.
+
+    The URL itself is never echoed: a user may have put ``user:password@`` in it.
+    """
+    expected = "expected http(s)://host[:port] with nothing after the port"
+    if _UNSAFE_URL_CHARS.search(url):
+        # urlsplit silently drops tabs and newlines; the client would not.
+        return f"{expected}; it contains whitespace or a control character"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"{expected}; {exc}"
+    if parts.scheme not in ("http", "https") or not url.lower().startswith(f"{parts.scheme}://"):
+        return f"{expected}; the scheme must be https:// or http://"
+    if "@" in parts.netloc:
+        return f"{expected}; credentials in the URL are not allowed (put them under auth)"
+    host = parts.hostname or ""
+    if not host:
+        return f"{expected}; the host is missing"
+    if port == 0:
+        return f"{expected}; port 0 is not a usable port"
+    if not _is_ip(host) and not _HOSTNAME.fullmatch(host):
+        return f"{expected}; {host!r} is not a valid host name"
+    if parts.path or parts.query or parts.fragment or "?" in url or "#" in url:
+        return f"{expected}; remove the path, query or fragment (the API paths are added by the exporter)"
+    return None
+
+
+def is_plain_http_to_remote(url: str) -> bool:
+    """True for ``http://`` to anything but loopback: credentials would cross a network unencrypted."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    return not (_is_ip(host) and ipaddress.ip_address(host).is_loopback)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_range(key: str, value: float, low: float, high: float, unit: str = "") -> None:
+    # "not low <= value <= high" also rejects NaN, which compares false to everything.
+    if not low <= value <= high:
+        raise ConfigError(key, f"must be between {low:g} and {high:g}{unit}, got {value:g}{unit}")
+
+
+@dataclass(frozen=True)
+class TokenAuthConfig:
+    """A ready IAM token (``X-Auth-Token``); it expires after 24 h and is not refreshed."""
+
+    token: Secret
+
+
+@dataclass(frozen=True)
+class PasswordAuthConfig:
+    """IAM user name and password, exchanged for a project-scoped token (cdm-api.md 4.1)."""
+
+    domain: str
+    user: str
+    password: Secret
+
+
+@dataclass(frozen=True)
+class AkSkAuthConfig:
+    """An access key pair for request signing (cdm-api.md 4.2); a security token makes it temporary."""
+
+    access_key: str
+    secret_key: Secret
+    security_token: Secret | None = None
+
+
+AuthConfig = TokenAuthConfig | PasswordAuthConfig | AkSkAuthConfig
+
+
+@dataclass(frozen=True)
+class JobsFilter:
+    """Which jobs of a cluster to watch: glob include/exclude on the name, and the job types to list."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    types: tuple[str, ...] = JOB_TYPES
+
+    def __post_init__(self) -> None:
+        if not self.types:
+            raise ConfigError("types", f"must list at least one job type of {', '.join(JOB_TYPES)}")
+        for index, job_type in enumerate(self.types):
+            if job_type not in JOB_TYPES:
+                raise ConfigError(
+                    f"types[{index}]",
+                    f"unknown job type {job_type!r}; expected one of {', '.join(JOB_TYPES)}"
+                    + did_you_mean(job_type, JOB_TYPES),
+                )
+
+    def matches(self, job_name: str) -> bool:
+        """Whether ``job_name`` is watched: matches an include (or there is none) and no exclude.
+
+        Matching is case-sensitive on every platform (``fnmatchcase``), like job names.
+        """
+        if any(fnmatch.fnmatchcase(job_name, pattern) for pattern in self.exclude):
+            return False
+        return not self.include or any(fnmatch.fnmatchcase(job_name, p) for p in self.include)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One CDM project in one region, with its credentials and what to watch there."""
+
+    name: str
+    region: str
+    project_id: str
+    endpoint: str
+    iam_endpoint: str
+    auth: AuthConfig
+    clusters: tuple[str, ...] = ()
+    jobs: JobsFilter = field(default_factory=JobsFilter)
+    ca_bundle: str | None = None
+    tls_insecure_skip_verify: bool = False
+
+    def __post_init__(self) -> None:
+        # Region before the endpoints: a bad region makes the derived endpoints bad too, and
+        # the region is what the user has to fix.
+        if not _TARGET_NAME.fullmatch(self.name):
+            raise ConfigError(
+                "name",
+                f"{self.name!r} is not a valid target name; use up to 128 letters, digits and "
+                "_ . : / -, starting with a letter or digit",
+            )
+        if not _REGION.fullmatch(self.region):
+            raise ConfigError(
+                "region",
+                f"{self.region!r} is not a region ID; expected the form xx-xxxx-N, "
+                "like cn-north-4 or ap-southeast-1",
+            )
+        if not _PROJECT_ID.fullmatch(self.project_id):
+            raise ConfigError(
+                "project_id",
+                f"{self.project_id!r} is not a project ID; expected 32 hexadecimal characters "
+                "(IAM console > My Credentials > Projects)",
+            )
+        for key in ("endpoint", "iam_endpoint"):
+            problem = endpoint_problem(getattr(self, key))
+            if problem:
+                raise ConfigError(key, problem)
+        for index, cluster in enumerate(self.clusters):
+            if not cluster:
+                raise ConfigError(f"clusters[{index}]", "must not be empty")
+        if self.ca_bundle == "":
+            raise ConfigError("ca_bundle", "must not be empty")
+        if self.ca_bundle is not None and self.tls_insecure_skip_verify:
+            raise ConfigError(
+                "tls_insecure_skip_verify",
+                "contradicts ca_bundle (a CA bundle is only used to verify); remove one of them",
+            )
+
+    def cluster_selected(self, cluster_id: str, cluster_name: str) -> bool:
+        """Whether a cluster is watched: ``clusters`` is empty or names its id or its name."""
+        return not self.clusters or cluster_id in self.clusters or cluster_name in self.clusters
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """Requests per minute the exporter may spend, per API policy (cdm-api.md section 5)."""
+
+    job_status: int = 100
+    common: int = 100
+
+    def __post_init__(self) -> None:
+        _check_range("job_status", self.job_status, 1, API_LIMIT_PER_MINUTE)
+        _check_range("common", self.common, 1, API_LIMIT_PER_MINUTE)
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    """How often and how hard to ask the API. Durations are in seconds."""
+
+    concurrency: int = 8
+    budget_per_minute: BudgetConfig = field(default_factory=BudgetConfig)
+    discovery_interval: float = 300.0
+    job_list_interval: float = 60.0
+    history_interval: float = 300.0
+    connect_timeout: float = 3.05
+    read_timeout: float = 10.0
+    default_scrape_timeout: float = 10.0
+    scrape_timeout_offset: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_range("concurrency", self.concurrency, 1, 64)
+        # 0 is allowed for the intervals: refresh on every collection (the budget still applies).
+        _check_range("discovery_interval", self.discovery_interval, 0, DAY, "s")
+        _check_range("job_list_interval", self.job_list_interval, 0, DAY, "s")
+        _check_range("history_interval", self.history_interval, 0, 7 * DAY, "s")
+        _check_range("connect_timeout", self.connect_timeout, 0.001, 60, "s")
+        _check_range("read_timeout", self.read_timeout, 0.001, 300, "s")
+        _check_range("default_scrape_timeout", self.default_scrape_timeout, 0.001, 600, "s")
+        _check_range("scrape_timeout_offset", self.scrape_timeout_offset, 0, 60, "s")
+        if self.scrape_timeout_offset >= self.default_scrape_timeout:
+            raise ConfigError(
+                "scrape_timeout_offset",
+                f"must be less than default_scrape_timeout ({self.default_scrape_timeout:g}s), "
+                f"got {self.scrape_timeout_offset:g}s",
+            )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration: at least one target, uniquely named, and the collection settings."""
+
+    targets: tuple[TargetConfig, ...]
+    collection: CollectionConfig = field(default_factory=CollectionConfig)
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            raise ConfigError("targets", "must list at least one target")
+        first_index: dict[str, int] = {}
+        for index, target in enumerate(self.targets):
+            if target.name in first_index:
+                raise ConfigError(
+                    f"targets[{index}].name",
+                    f"duplicate target name {target.name!r} (also targets[{first_index[target.name]}]); "
+                    "the name defaults to the project_id, so two targets of one project need distinct names",
+                )
+            first_index[target.name] = index
+
+    def target(self, name: str) -> TargetConfig | None:
+        """The target called ``name`` (for ``/probe?target=NAME``), or ``None``."""
+        return next((t for t in self.targets if t.name == name), None)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every configured secret value, for :class:`cdm_exporter.logs.RedactingFilter`."""
+        values: list[str] = []
+        for target in self.targets:
+            auth = target.auth
+            if isinstance(auth, TokenAuthConfig):
+                values.append(auth.token.reveal())
+            elif isinstance(auth, PasswordAuthConfig):
+                values.append(auth.password.reveal())
+            else:
+                values.append(auth.secret_key.reveal())
+                if auth.security_token is not None:
+                    values.append(auth.security_token.reveal())
+        return tuple(dict.fromkeys(values))

@@ -1,0 +1,123 @@
+"""The :class:`Secret` type and the three ways a secret reaches the configuration.
+
+A secret is given inline in the YAML, as a ``*_file`` path, or as a ``*_env`` variable name.
+Whatever the source, the value is wrapped in :class:`Secret` at once, so that no ``repr``,
+``str`` or log line of a config object can show it, and every error raised here names the
+key and the source (path, variable name) but never the value or the file's contents.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import re
+import stat
+from collections.abc import Mapping
+
+from .errors import ConfigError
+
+log = logging.getLogger("cdm_exporter.config")
+
+#: Upper bound on a secret file. An IAM token is a few kB; anything near this is the wrong
+#: file (a log, a device), and the bound keeps such a mistake from eating memory.
+MAX_SECRET_FILE_BYTES = 1 << 20
+
+# Control characters (C0, DEL, C1) and Unicode line/paragraph separators. A secret ends up in
+# an HTTP header or a JSON body; a stray line break there is always a copy-paste accident.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class Secret:
+    """A secret string that does not show itself.
+
+    ``repr`` and ``str`` give ``Secret('***')``; :meth:`reveal` returns the value for the one
+    place that needs it (signing a request, asking IAM for a token). Equality compares values
+    in constant time; instances are immutable and hashable so they can sit in frozen
+    dataclasses.
+    """
+
+    __slots__ = ("_value",)
+    _value: str
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"Secret holds a str, not {type(value).__name__}")
+        object.__setattr__(self, "_value", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Hashing by value is only safe if the value cannot change afterwards.
+        raise AttributeError("Secret is immutable")
+
+    def reveal(self) -> str:
+        """Return the secret value. Call it only where the value is sent, never to log it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode("utf-8", "surrogatepass"),
+                                   other._value.encode("utf-8", "surrogatepass"))
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def secret_from_text(text: str, key: str, source: str) -> Secret:
+    """Wrap ``text`` after checking it is usable; ``source`` describes where it came from."""
+    if not text:
+        raise ConfigError(key, f"{source} is empty")
+    if _CONTROL.search(text):
+        raise ConfigError(
+            key, f"{source} contains a line break or another control character (value not shown)"
+        )
+    return Secret(text)
+
+
+def read_secret_file(path: str, key: str) -> Secret:
+    """Read a secret from ``path`` once, dropping the trailing newline editors and ``echo`` add.
+
+    Only a regular file is accepted: a FIFO would block the start-up and a device has no end.
+    A file that group or others can read is accepted with a warning, as ssh does for keys it
+    can still use: refusing would break the common Kubernetes default (mode 0644) outright.
+    """
+    where = f"secret file {path}"
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(key, f"{where} is not a regular file")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {where}: {exc.strerror or type(exc).__name__}") from None
+    except ValueError:  # a NUL byte or an unencodable character in the path
+        raise ConfigError(key, f"{path!r} is not a usable file path") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ConfigError(key, f"{where} is larger than {MAX_SECRET_FILE_BYTES} bytes; is it the right file?")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(key, f"{where} is not UTF-8 text") from None
+    if info.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning(
+            "%s: %s is readable by group or others (mode %04o); restrict it with chmod 600",
+            key, where, stat.S_IMODE(info.st_mode),
+            extra={"key": key, "path": path},
+        )
+    return secret_from_text(text.rstrip("\r\n"), key, where)
+
+
+def secret_from_env(env: Mapping[str, str], name: str, key: str) -> Secret:
+    """Take a secret from the environment variable ``name``; unset or empty is an error."""
+    if not _ENV_NAME.fullmatch(name):
+        raise ConfigError(key, f"{name!r} is not an environment variable name (letters, digits, _)")
+    value = env.get(name)
+    if value is None:
+        raise ConfigError(key, f"environment variable {name} is not set")
+    return secret_from_text(value, key, f"environment variable {name}")

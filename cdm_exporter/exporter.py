@@ -1,0 +1,153 @@
+"""The running exporter: one poller per configured target, collections, snapshots, reloads.
+
+``collect()`` refreshes the targets in parallel within a deadline; each target's refresh is a
+single flight, so concurrent scrapes (``/metrics`` and ``/probe`` alike) share one collection.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+
+from cdm_exporter.budget import Budgets
+from cdm_exporter.collector import Snapshot
+from cdm_exporter.config import CollectionConfig, Config, TargetConfig
+from cdm_exporter.connect import ClientFactory, build_client
+from cdm_exporter.poller import TargetPoller
+from cdm_exporter.singleflight import SingleFlight
+from cdm_exporter.telemetry import ApiTelemetry, TelemetrySnapshot
+
+log = logging.getLogger(__name__)
+
+
+class UnknownTarget(KeyError):
+    """``/probe`` asked for a target name that is not configured."""
+
+
+class _Target:
+    def __init__(self, poller: TargetPoller, telemetry: ApiTelemetry) -> None:
+        self.poller = poller
+        self.telemetry = telemetry
+        self.flight = SingleFlight()
+
+
+class Exporter:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        client_factory: ClientFactory = build_client,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+        full_minute_budget: bool = False,
+    ) -> None:
+        self._client_factory = client_factory
+        self._wall = wall
+        self._mono = mono
+        self._full_minute_budget = full_minute_budget
+        self._lock = threading.Lock()
+        self._targets: dict[str, _Target] = {}
+        self._collection: CollectionConfig | None = None
+        self._budgets: Budgets | None = None
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cdm-target")
+        self._durations: dict[str | None, float] = {}
+        self.collections = 0  # completed collect() calls, for /-/ready and tests
+        self.config = config
+        self.apply(config)
+
+    # --- configuration -------------------------------------------------------------------------
+
+    def apply(self, config: Config) -> None:
+        """Use ``config`` from now on; targets whose settings did not change keep their state."""
+        with self._lock:
+            same_collection = self._collection == config.collection
+            if not same_collection or self._budgets is None:
+                budget = config.collection.budget_per_minute
+                self._budgets = Budgets(
+                    {"job_status": budget.job_status, "common": budget.common},
+                    clock=self._mono,
+                    full_minute=self._full_minute_budget,
+                )
+            old = self._targets
+            new: dict[str, _Target] = {}
+            for target in config.targets:
+                kept = old.get(target.name)
+                if kept is not None and same_collection and kept.poller.target == target:
+                    new[target.name] = kept
+                else:
+                    new[target.name] = self._make_target(target, config.collection, self._budgets)
+            closing = [t for name, t in old.items() if new.get(name) is not t]
+            self._targets = new
+            self._collection = config.collection
+            self.config = config
+        for gone in closing:
+            gone.poller.close()
+
+    def _make_target(self, target: TargetConfig, collection: CollectionConfig, budgets: Budgets) -> _Target:
+        telemetry = ApiTelemetry()
+        client, identity = self._client_factory(target, collection, telemetry.observe)
+        poller = TargetPoller(target, collection, client, budgets, identity, wall=self._wall, mono=self._mono)
+        return _Target(poller, telemetry)
+
+    @property
+    def target_names(self) -> list[str]:
+        with self._lock:
+            return list(self._targets)
+
+    def _select(self, names: Sequence[str] | None) -> list[_Target]:
+        with self._lock:
+            if names is None:
+                return list(self._targets.values())
+            missing = [n for n in names if n not in self._targets]
+            if missing:
+                raise UnknownTarget(missing[0])
+            return [self._targets[n] for n in names]
+
+    # --- collecting ----------------------------------------------------------------------------
+
+    def collect(self, timeout: float, targets: Sequence[str] | None = None) -> None:
+        """Refresh the selected targets (all by default), returning within ``timeout`` seconds."""
+        started = self._mono()
+        deadline = started + max(0.0, timeout)
+        selected = self._select(targets)
+        futures = [self._pool.submit(self._refresh_one, t, deadline) for t in selected]
+        wait(futures, timeout=max(0.0, deadline - self._mono()))
+        with self._lock:
+            self._durations[None if targets is None else ",".join(targets)] = self._mono() - started
+            self.collections += 1
+
+    def _refresh_one(self, target: _Target, deadline: float) -> None:
+        try:
+            target.flight.do(lambda: target.poller.refresh(deadline), deadline)
+        except Exception:
+            log.exception("collection failed", extra={"target": target.poller.target.name})
+
+    def snapshot(self, targets: Sequence[str] | None = None) -> Snapshot:
+        selected = self._select(targets)
+        with self._lock:
+            duration = self._durations.get(None if targets is None else ",".join(targets))
+        return Snapshot(
+            targets=tuple(t.poller.view() for t in selected),
+            telemetry=TelemetrySnapshot.merge(t.telemetry.snapshot() for t in selected),
+            scrape_duration=duration,
+        )
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready when a collection ran and at least one target authenticated at its last call."""
+        selected = self._select(None)
+        if not selected:
+            return False, "no targets configured"
+        states = {t.poller.target.name: t.poller.authenticated for t in selected}
+        if all(v is None for v in states.values()):
+            return False, "no target has authenticated yet"
+        if not any(states.values()):
+            return False, "authentication failed for every target: " + ", ".join(sorted(states))
+        return True, "ready"
+
+    def close(self) -> None:
+        for target in self._select(None):
+            target.poller.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)

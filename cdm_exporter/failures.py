@@ -1,0 +1,79 @@
+"""Logs each class of API failure once per target, not once per job per scrape.
+
+A broken credential or an outage would otherwise write a line for every job on every scrape.
+The first failure of a (scope, kind) pair is logged as a warning; repeats are counted and
+summarised at most every ``repeat_after`` seconds; the first success after a failure in a scope
+logs a recovery line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cdm_exporter.errors import CdmError
+
+
+@dataclass
+class _Failing:
+    first_logged: float
+    suppressed: int = 0
+
+
+class FailureLog:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        target: str,
+        *,
+        repeat_after: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = logger
+        self._target = target
+        self._repeat_after = repeat_after
+        self._clock = clock
+        self._failing: dict[tuple[str, str], _Failing] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, scope: str, error: CdmError) -> None:
+        key = (scope, error.kind)
+        now = self._clock()
+        with self._lock:
+            entry = self._failing.get(key)
+            if entry is not None and now - entry.first_logged < self._repeat_after:
+                entry.suppressed += 1
+                return
+            suppressed = entry.suppressed if entry is not None else 0
+            self._failing[key] = _Failing(now)
+        self._log.warning(
+            "API call failed",
+            extra={
+                "target": self._target,
+                "endpoint": error.endpoint,
+                "kind": error.kind,
+                "status": error.status,
+                "code": error.code,
+                "request_id": error.request_id,
+                "error": error.message,
+                "repeats_since_last_log": suppressed,
+            },
+        )
+
+    def recovered(self, scope: str) -> None:
+        with self._lock:
+            if not self._failing:
+                return
+            gone = [key for key in self._failing if key[0] == scope]
+            for key in gone:
+                del self._failing[key]
+        for _, kind in gone:
+            self._log.info("API calls work again", extra={"target": self._target, "endpoint": scope, "kind": kind})
+
+    def failing(self) -> list[tuple[str, str]]:
+        """The (scope, kind) pairs currently failing; for ``check`` and tests."""
+        with self._lock:
+            return sorted(self._failing)

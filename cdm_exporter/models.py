@@ -1,0 +1,388 @@
+"""Tolerant parsing of CDM API JSON into typed, immutable objects.
+
+The API has quirks (see ``cdm-api.md`` section 0): the ``last-udpate-user`` typo next to the
+fixed spelling, epoch-millisecond timestamps sent as numbers or numeric strings, ``progress``
+as int or float with -1 meaning unknown, ``isStopingIncrement`` as a string, ``counters`` only
+on some runs. Parsing is field by field: a field of the wrong type becomes ``None`` and costs
+only itself; a record that is not an object, or has no usable name/id, is dropped alone. Only a
+payload whose overall shape is wrong (not an object, the list key missing or not a list)
+raises :class:`ShapeError`, which the client turns into a typed ``MalformedResponse``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+#: The documented ShowJobStatus values (Sqoop2 ``SubmissionStatus``), always exported.
+JOB_STATUSES: tuple[str, ...] = (
+    "BOOTING",
+    "FAILURE_ON_SUBMIT",
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "UNKNOWN",
+    "NEVER_EXECUTED",
+)
+#: Statuses of a run that has not finished yet (Sqoop2 treats these as unfinished).
+ACTIVE_STATUSES = frozenset({"BOOTING", "RUNNING", "PENDING"})
+#: Statuses that mean the latest run failed.
+FAILED_STATUSES = frozenset({"FAILED", "FAILURE_ON_SUBMIT"})
+
+#: ListClusters ``status`` codes and the label value each is exported as.
+CLUSTER_STATUSES: dict[str, str] = {
+    "100": "creating",
+    "200": "normal",
+    "300": "failed",
+    "303": "create_failed",
+    "500": "restarting",
+    "800": "frozen",
+    "900": "stopped",
+    "910": "stopping",
+    "920": "starting",
+}
+
+JOB_TYPES: tuple[str, ...] = ("NORMAL_JOB", "BATCH_JOB", "SCENARIO_JOB")
+
+COUNTERS_KEY = "org.apache.sqoop.submission.counter.SqoopCounters"
+
+
+class ShapeError(ValueError):
+    """The payload as a whole is not of the documented shape."""
+
+
+# --- field coercion: each returns None for a value it cannot read ---------------------------
+
+
+def as_str(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float) and math.isfinite(value):
+        return str(value)
+    return None
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            number = as_float(text)
+            return int(number) if number is not None and number.is_integer() else None
+    return None
+
+
+def as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def as_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    return None
+
+
+def ms_to_seconds(value: Any) -> float | None:
+    """Epoch milliseconds (number or numeric string) to epoch seconds."""
+    millis = as_float(value)
+    if millis is None or millis < 0:
+        return None
+    return millis / 1000.0
+
+
+def as_progress(value: Any) -> float | None:
+    """Progress in percent, 0..100; ``None`` for -1 (unknown/failed), absent or unreadable."""
+    number = as_float(value)
+    if number is None or number < 0:
+        return None
+    return min(number, 100.0)
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """One entry of ListClusters."""
+
+    id: str
+    name: str
+    status: str | None = None  # numeric code as a string, e.g. "200"
+    status_detail: str | None = None
+    version: str | None = None
+    is_frozen: bool | None = None
+
+    @property
+    def status_name(self) -> str | None:
+        """Label value for ``cdm_cluster_status``: the documented name, else the code itself."""
+        if self.status is None:
+            return None
+        return CLUSTER_STATUSES.get(self.status, self.status)
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """Sqoop counters of one run (``counters.org.apache.sqoop.submission.counter.SqoopCounters``)."""
+
+    bytes_read: int | None = None
+    bytes_written: int | None = None
+    rows_read: int | None = None
+    rows_written: int | None = None
+    rows_written_skipped: int | None = None
+    total_size: int | None = None
+    total_files: int | None = None
+    files_read: int | None = None
+    files_written: int | None = None
+    files_skipped: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """One entry of the job list (``cdm/job/all``)."""
+
+    name: str
+    job_type: str | None = None
+    status: str | None = None
+    from_connector: str | None = None
+    to_connector: str | None = None
+    from_link: str | None = None
+    to_link: str | None = None
+    creation_user: str | None = None
+    update_user: str | None = None
+    creation_date: float | None = None  # epoch seconds
+    update_date: float | None = None
+    execute_start_date: float | None = None
+    execute_update_date: float | None = None
+    external_id: str | None = None
+    is_incremental: bool | None = None
+    rows_read: int | None = None
+    rows_written: int | None = None
+    bytes_read: int | None = None
+    bytes_written: int | None = None
+    files_read: int | None = None
+    files_written: int | None = None
+
+    @property
+    def change_key(self) -> tuple[object, ...]:
+        """What changes in the list entry when the job's latest run moves on."""
+        return (self.status, self.execute_start_date, self.execute_update_date, self.update_date)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One run of a job, from ShowJobStatus or ShowSubmissions."""
+
+    job_name: str
+    status: str | None = None
+    progress: float | None = None  # percent 0..100; None when -1 or absent
+    submission_id: int | None = None
+    external_id: str | None = None
+    creation_user: str | None = None
+    last_update_user: str | None = None
+    creation_date: float | None = None  # epoch seconds
+    execute_date: float | None = None
+    last_update_date: float | None = None
+    is_incrementing: bool | None = None
+    is_stopping_increment: str | None = None
+    is_execute_auto: bool | None = None
+    is_delete_job: bool | None = None
+    write_rows: int | None = None
+    update_rows: int | None = None
+    delete_rows: int | None = None
+    counters: Counters | None = None
+    error_summary: str | None = None
+    error_details: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of the job list."""
+
+    jobs: tuple[JobSummary, ...]
+    total: int | None
+    page_no: int | None
+    page_size: int | None
+    dropped: int = 0  # entries that were not objects or had no name
+
+
+# --- parsers ---------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def _record_list(payload: Any, key: str) -> list[Any]:
+    if not isinstance(payload, Mapping):
+        raise ShapeError(f"expected a JSON object, got {type(payload).__name__}")
+    items = payload.get(key)
+    if not isinstance(items, list):
+        raise ShapeError(f"expected a list under {key!r}, got {type(items).__name__}")
+    return items
+
+
+def _parse_each(items: list[Any], parse: Callable[[Mapping[str, Any]], T | None]) -> tuple[list[T], int]:
+    records: list[T] = []
+    dropped = 0
+    for item in items:
+        record = parse(item) if isinstance(item, Mapping) else None
+        if record is None:
+            dropped += 1
+        else:
+            records.append(record)
+    if dropped:
+        log.debug("dropped %d unusable record(s)", dropped)
+    return records, dropped
+
+
+def _cluster(raw: Mapping[str, Any]) -> Cluster | None:
+    cluster_id = as_str(raw.get("id"))
+    if not cluster_id:
+        return None
+    datastore = raw.get("datastore")
+    version = as_str(datastore.get("version")) if isinstance(datastore, Mapping) else None
+    return Cluster(
+        id=cluster_id,
+        name=as_str(raw.get("name")) or cluster_id,
+        status=as_str(raw.get("status")),
+        status_detail=as_str(raw.get("statusDetail")),
+        version=version or as_str(raw.get("version")),
+        is_frozen=as_bool(raw.get("isFrozen")),
+    )
+
+
+def parse_clusters(payload: Any) -> list[Cluster]:
+    """ListClusters: ``{"clusters": [...]}``."""
+    return _parse_each(_record_list(payload, "clusters"), _cluster)[0]
+
+
+def _job_summary(raw: Mapping[str, Any]) -> JobSummary | None:
+    name = as_str(raw.get("name"))
+    if not name:
+        return None
+    return JobSummary(
+        name=name,
+        job_type=as_str(raw.get("job_type")),
+        status=as_str(raw.get("status")),
+        from_connector=as_str(raw.get("from-connector-name")),
+        to_connector=as_str(raw.get("to-connector-name")),
+        from_link=as_str(raw.get("from-link-name")),
+        to_link=as_str(raw.get("to-link-name")),
+        creation_user=as_str(raw.get("creation-user")),
+        update_user=as_str(raw.get("update-user")),
+        creation_date=ms_to_seconds(raw.get("creation-date")),
+        update_date=ms_to_seconds(raw.get("update-date")),
+        execute_start_date=ms_to_seconds(raw.get("execute_start_date")),
+        execute_update_date=ms_to_seconds(raw.get("execute_update_date")),
+        external_id=as_str(raw.get("external_id")),
+        is_incremental=as_bool(raw.get("is_incre_job")),
+        rows_read=as_int(raw.get("rows_read")),
+        rows_written=as_int(raw.get("rows_written")),
+        bytes_read=as_int(raw.get("bytes_read")),
+        bytes_written=as_int(raw.get("bytes_written")),
+        files_read=as_int(raw.get("files_read")),
+        files_written=as_int(raw.get("files_written")),
+    )
+
+
+def parse_job_page(payload: Any) -> JobPage:
+    """ShowJobs: ``{"total", "jobs": [...], "page_no", "page_size"}``."""
+    jobs, dropped = _parse_each(_record_list(payload, "jobs"), _job_summary)
+    assert isinstance(payload, Mapping)  # checked by _record_list
+    return JobPage(
+        jobs=tuple(jobs),
+        total=as_int(payload.get("total")),
+        page_no=as_int(payload.get("page_no")),
+        page_size=as_int(payload.get("page_size")),
+        dropped=dropped,
+    )
+
+
+def _counters(raw: Any) -> Counters | None:
+    if not isinstance(raw, Mapping):
+        return None
+    inner = raw.get(COUNTERS_KEY)
+    if not isinstance(inner, Mapping):
+        return None
+    values = {f.name: as_int(inner.get(f.name.upper())) for f in fields(Counters)}
+    return Counters(**values)
+
+
+def _submission(raw: Mapping[str, Any]) -> Submission | None:
+    name = as_str(raw.get("job-name"))
+    if not name:
+        return None
+    # Both spellings exist in the wild (cdm-api.md section 0); the fixed one wins when both are sent.
+    last_update_user = as_str(raw.get("last-update-user"))
+    if last_update_user is None:
+        last_update_user = as_str(raw.get("last-udpate-user"))
+    return Submission(
+        job_name=name,
+        status=as_str(raw.get("status")),
+        progress=as_progress(raw.get("progress")),
+        submission_id=as_int(raw.get("submission-id")),
+        external_id=as_str(raw.get("external-id")),
+        creation_user=as_str(raw.get("creation-user")),
+        last_update_user=last_update_user,
+        creation_date=ms_to_seconds(raw.get("creation-date")),
+        execute_date=ms_to_seconds(raw.get("execute-date")),
+        last_update_date=ms_to_seconds(raw.get("last-update-date")),
+        is_incrementing=as_bool(raw.get("isIncrementing")),
+        is_stopping_increment=as_str(raw.get("isStopingIncrement")),
+        is_execute_auto=as_bool(raw.get("is-execute-auto")),
+        is_delete_job=as_bool(raw.get("isDeleteJob")),
+        write_rows=as_int(raw.get("write_rows")),
+        update_rows=as_int(raw.get("update_rows")),
+        delete_rows=as_int(raw.get("delete_rows")),
+        counters=_counters(raw.get("counters")),
+        error_summary=as_str(raw.get("error-summary")),
+        error_details=as_str(raw.get("error-details")),
+    )
+
+
+def parse_submissions(payload: Any) -> list[Submission]:
+    """ShowJobStatus and ShowSubmissions: ``{"submissions": [...]}`` (history adds paging keys)."""
+    return _parse_each(_record_list(payload, "submissions"), _submission)[0]
+
+
+def latest(submissions: list[Submission]) -> Submission | None:
+    """The newest run: highest ``submission-id``, else latest creation date, else the first listed."""
+    if not submissions:
+        return None
+
+    def order(sub: Submission) -> tuple[float, float]:
+        return (
+            float(sub.submission_id) if sub.submission_id is not None else -1.0,
+            sub.creation_date if sub.creation_date is not None else -1.0,
+        )
+
+    best = max(submissions, key=order)
+    return best if order(best) != (-1.0, -1.0) else submissions[0]

@@ -1,0 +1,98 @@
+"""The long-running process: exporter, HTTP server, warm-up, reload on SIGHUP, clean stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+
+from cdm_exporter.config import Config, load_config
+from cdm_exporter.config.errors import ConfigError
+from cdm_exporter.config.webconfig import WebConfig
+from cdm_exporter.exporter import Exporter
+from cdm_exporter.httpserver import HTTPServer
+from cdm_exporter.logs import RedactingFilter
+from cdm_exporter.server import ExporterApp
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_file: str | None = None,
+        web_config: WebConfig | None = None,
+        exporter: Exporter | None = None,
+    ) -> None:
+        self.config_file = config_file
+        self.web_config = web_config
+        self.exporter = exporter or Exporter(config)
+        self._redactor = RedactingFilter(config.secret_values())
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self._redactor)
+        self._stopped = threading.Event()
+        self._reload_lock = threading.Lock()
+        self.http: HTTPServer | None = None
+
+    def reload(self) -> tuple[bool, str]:
+        """Re-read the configuration file; a bad one is rejected and the running one kept."""
+        with self._reload_lock:
+            if self.config_file is None:
+                return False, "no --config.file to reload (configured from the environment)"
+            try:
+                config = load_config(self.config_file, os.environ)
+            except ConfigError as error:
+                log.error("configuration reload rejected; keeping the running one", extra={"error": str(error)})
+                return False, f"reload rejected, running configuration kept: {error}"
+            self._redactor.secrets = tuple(config.secret_values())
+            self.exporter.apply(config)
+            log.info("configuration reloaded", extra={"targets": len(config.targets)})
+            return True, f"reloaded: {len(config.targets)} target(s)"
+
+    def start(self, listen_address: str, telemetry_path: str = "/metrics") -> HTTPServer:
+        """Serve in background threads and warm the state up; returns the HTTP server."""
+        app = ExporterApp(
+            self.exporter, telemetry_path=telemetry_path, web_config=self.web_config, reload=self.reload
+        )
+        ssl_context = self.web_config.ssl_context() if self.web_config is not None else None
+        self.http = HTTPServer(app, listen_address, ssl_context)
+        self.http.start()
+        # one collection now, so that /-/ready can turn true and the first scrape finds state
+        timeout = self.exporter.config.collection.default_scrape_timeout
+        threading.Thread(target=self.exporter.collect, args=(timeout,), name="warm-up", daemon=True).start()
+        log.info(
+            "listening",
+            extra={"url": self.http.url(telemetry_path), "targets": len(self.exporter.config.targets)},
+        )
+        return self.http
+
+    def run(self, listen_address: str, telemetry_path: str = "/metrics") -> None:
+        """Serve until SIGINT or SIGTERM; SIGHUP reloads the configuration."""
+        self.start(listen_address, telemetry_path)
+        self.run_until_stopped()
+
+    def run_until_stopped(self) -> None:
+        """Block until SIGINT or SIGTERM (SIGHUP reloads), then stop; after ``start()``."""
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._on_hup)
+        self._stopped.wait()
+        self.stop()
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stopped.set()
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=self.reload, name="reload", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self.http is not None:
+            self.http.stop()
+        self.exporter.close()
+        log.info("stopped")

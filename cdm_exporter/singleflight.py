@@ -1,0 +1,49 @@
+"""Concurrent callers share one run of a piece of work instead of each starting their own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+
+
+class SingleFlight:
+    """The first caller runs ``work``; callers arriving meanwhile wait for that run.
+
+    A waiting caller gives up at its own deadline and serves what is known, so that a scrape
+    with a short timeout is never held hostage by a slower one already in flight.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._current: Future[None] | None = None
+        self.runs = 0  # how many times work actually ran; for tests and benchmarks
+
+    def do(self, work: Callable[[], None], deadline: float) -> bool:
+        """Run or join ``work``; True when this caller ran it. Exceptions reach every waiter."""
+        with self._lock:
+            future = self._current
+            leader = future is None
+            if future is None:
+                future = self._current = Future()
+                self.runs += 1
+        if leader:
+            try:
+                work()
+            except BaseException as error:
+                future.set_exception(error)
+                raise
+            else:
+                future.set_result(None)
+            finally:
+                with self._lock:
+                    self._current = None
+            return True
+        try:
+            future.result(timeout=max(0.0, deadline - self._clock()))
+        except FutureTimeout:
+            pass
+        return False

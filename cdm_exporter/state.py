@@ -1,0 +1,111 @@
+"""What the exporter knows about one target between collections.
+
+Job and cluster records are immutable and replaced whole on every update, so a scrape can take
+a consistent snapshot by copying references while the poller's worker threads keep writing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cdm_exporter.models import ACTIVE_STATUSES, Cluster, Counters, JobSummary, Submission
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """One job: its list entry, its latest run as last fetched, and what we derived from them."""
+
+    cluster_id: str
+    summary: JobSummary
+    latest: Submission | None = None
+    refreshed_at: float | None = None  # wall-clock time of the last successful status fetch
+    fetched_key: tuple[object, ...] | None = None  # summary.change_key when that fetch happened
+    last_success: float | None = None  # end of the latest SUCCEEDED run known
+    history_wanted: bool = False  # a run may have ended unseen: read the run history
+    history_at: float | None = None  # monotonic time of the last history read
+
+    @property
+    def name(self) -> str:
+        return self.summary.name
+
+    @property
+    def latest_is_current(self) -> bool:
+        """True when no newer list entry has arrived since the status fetch."""
+        return self.latest is not None and self.fetched_key == self.summary.change_key
+
+    @property
+    def status(self) -> str | None:
+        """The newest status known, from the fetched run or else the list entry."""
+        if self.latest is not None and (self.latest_is_current or self.summary.status is None):
+            return self.latest.status
+        return self.summary.status or (self.latest.status if self.latest else None)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def changed_since_fetch(self) -> bool:
+        return self.latest is None or self.fetched_key != self.summary.change_key
+
+    @property
+    def current_run(self) -> Submission | None:
+        """The fetched run when it is still the newest information, else ``None``."""
+        return self.latest if self.latest_is_current else None
+
+    def counters(self) -> Counters | None:
+        """Counters of the latest run: the run's own, else the list entry's (which carries some)."""
+        run = self.current_run
+        if run is not None and run.counters is not None:
+            return run.counters
+        s = self.summary
+        if all(v is None for v in (s.rows_read, s.rows_written, s.bytes_read, s.bytes_written)):
+            return None if run is None else run.counters
+        return Counters(
+            rows_read=s.rows_read,
+            rows_written=s.rows_written,
+            bytes_read=s.bytes_read,
+            bytes_written=s.bytes_written,
+            files_read=s.files_read,
+            files_written=s.files_written,
+        )
+
+
+@dataclass
+class ListingCursor:
+    """A job list being read page by page, possibly across several collections (budget)."""
+
+    type_index: int = 0
+    page_no: int = 1
+    jobs: dict[str, JobSummary] = field(default_factory=dict)
+
+
+@dataclass
+class ClusterState:
+    cluster: Cluster
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    up: bool | None = None  # did the last job-list attempt work; None before the first
+    listed_at: float | None = None  # monotonic time the last complete list was read
+    listing: ListingCursor | None = None
+    list_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    cluster: Cluster
+    up: bool | None
+    jobs: tuple[JobState, ...]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetView:
+    """A consistent snapshot of one target, what the collector maps to metric families."""
+
+    name: str
+    project_id: str
+    region: str
+    up: bool | None
+    clusters: tuple[ClusterView, ...]
+    error: str | None
+    budget_remaining: dict[str, float]
