@@ -182,7 +182,9 @@ class PasswordAuth(CdmAuth):
     The token is renewed ``min(refresh_margin, refresh_fraction * lifetime)`` before it expires,
     the lifetime being ``expires_at - issued_at`` as IAM reports them (so a skewed local clock
     does not matter), counted from the local time of the fetch. Concurrent callers that find
-    no valid token share one IAM request (and its failure, if it fails).
+    no valid token share one IAM request (and its failure, if it fails); while one caller
+    renews a token early, the others keep using the old one, which has not expired yet.
+    A caller that waits for another's request waits at most until its own deadline.
     """
 
     refreshable = True
@@ -221,6 +223,7 @@ class PasswordAuth(CdmAuth):
         self._lock = threading.Lock()
         self._token: Secret | None = None
         self._refresh_at = 0.0
+        self._expires_at = 0.0
         self._flight: _Flight | None = None
 
     @property
@@ -260,13 +263,18 @@ class PasswordAuth(CdmAuth):
             if request is None or request.headers.get("X-Auth-Token") == self._token.reveal():
                 log.info("IAM token for %s invalidated", self.identity)
                 self._token = None
+                self._expires_at = 0.0
 
     def token(self, deadline: Deadline | None = None) -> str:
         """A valid token, from the cache or from IAM."""
         with self._lock:
-            if self._token is not None and self._clock() < self._refresh_at:
+            now = self._clock()
+            if self._token is not None and now < self._refresh_at:
                 return self._token.reveal()
             flight = self._flight
+            if flight is not None and self._token is not None and now < self._expires_at:
+                # Another thread is renewing early; the current token is still good meanwhile.
+                return self._token.reveal()
             leader = flight is None
             if flight is None:
                 flight = self._flight = _Flight()
@@ -282,7 +290,7 @@ class PasswordAuth(CdmAuth):
 
     def _lead(self, flight: _Flight, deadline: Deadline | None) -> str:
         try:
-            token, refresh_at = self._fetch(deadline or Deadline(None))
+            token, refresh_at, expires_at = self._fetch(deadline or Deadline(None))
         except CdmError as exc:
             flight.error = exc
             raise
@@ -292,7 +300,7 @@ class PasswordAuth(CdmAuth):
         else:
             flight.token = token
             with self._lock:
-                self._token, self._refresh_at = token, refresh_at
+                self._token, self._refresh_at, self._expires_at = token, refresh_at, expires_at
             return token.reveal()
         finally:
             with self._lock:
@@ -318,7 +326,8 @@ class PasswordAuth(CdmAuth):
             }
         ).encode("utf-8")
 
-    def _fetch(self, deadline: Deadline) -> tuple[Secret, float]:
+    def _fetch(self, deadline: Deadline) -> tuple[Secret, float, float]:
+        """One IAM token request: ``(token, renew at, expires at)`` in this auth's clock."""
         if self._session is None:  # used without a client: own a session
             self._session = new_session(pool_size=1, verify=True, user_agent=f"cdm-exporter/{__version__}")
         session = self._session
@@ -374,7 +383,7 @@ class PasswordAuth(CdmAuth):
             lifetime,
             refresh_at - started,
         )
-        return token, refresh_at
+        return token, refresh_at, started + lifetime
 
 
 class AkSkAuth(CdmAuth):

@@ -14,6 +14,10 @@ Path parameters are percent-encoded as single path segments (:func:`path_segment
 URL built here is the URL sent on the wire and signed: requests would otherwise re-normalise it
 (urllib3 removes ``.``/``..`` segments, which would let a job named ``..`` address another path).
 
+Bodies are parsed by :mod:`cdm_exporter.models` (tolerant field by field). A wrong overall
+shape, or a non-empty record list of which no record is usable, is a ``MalformedResponse``:
+an empty result there would read as "no clusters", "no jobs" or "never ran".
+
 The client is safe to use from several threads at once: requests' connection pool is
 thread-safe and the only shared mutable state, the IAM token, is guarded in the auth object.
 """
@@ -36,6 +40,7 @@ from cdm_exporter.http_errors import error_for, success_json
 from cdm_exporter.models import (
     JOB_TYPES,
     Cluster,
+    JobPage,
     JobSummary,
     ShapeError,
     Submission,
@@ -110,7 +115,11 @@ class CdmClient:
         """
         if not endpoint.startswith(("https://", "http://")):
             raise ValueError("endpoint must start with https:// or http://")
-        self._base = f"{endpoint.rstrip('/')}/v1.1/{path_segment(project_id, 'project_id')}"
+        try:
+            project = path_segment(project_id, "project_id")
+        except MalformedResponse:
+            raise ValueError("project_id is not encodable as UTF-8") from None
+        self._base = f"{endpoint.rstrip('/')}/v1.1/{project}"
         self._auth = auth
         self._timeouts = (connect_timeout, read_timeout)
         self._observer = observer
@@ -160,20 +169,33 @@ class CdmClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
-    def _parse(endpoint: str, raw: RawResponse, payload: Any, parse: Callable[[Any], T]) -> T:
+    def _parse(endpoint: str, raw: RawResponse, payload: Any, key: str, parse: Callable[[Any], T]) -> T:
+        """Parse a payload; a wrong overall shape, or a list of records none of which is
+        usable, is a :class:`MalformedResponse` (an empty result would read as "no clusters",
+        "no jobs" or "never ran" and make the caller drop what it knows)."""
         try:
-            return parse(payload)
+            result = parse(payload)
         except ShapeError as exc:
             raise MalformedResponse(
                 endpoint, str(exc), status=raw.status, request_id=raw.request_id
             ) from None
+        records = result.jobs if isinstance(result, JobPage) else result
+        sent = payload.get(key) if isinstance(payload, dict) else None
+        if isinstance(sent, list) and sent and isinstance(records, list | tuple) and not records:
+            raise MalformedResponse(
+                endpoint,
+                f"none of the {len(sent)} records under {key!r} is usable",
+                status=raw.status,
+                request_id=raw.request_id,
+            )
+        return result
 
     # --- API ------------------------------------------------------------------------------------
 
     def list_clusters(self, *, timeout: float | None = None) -> list[Cluster]:
         """ListClusters: every cluster of the project."""
         payload, raw = self._get(LIST_CLUSTERS, f"{self._base}/clusters", Deadline(timeout))
-        return self._parse(LIST_CLUSTERS, raw, payload, parse_clusters)
+        return self._parse(LIST_CLUSTERS, raw, payload, "clusters", parse_clusters)
 
     def list_jobs(
         self,
@@ -192,19 +214,47 @@ class CdmClient:
         """
         return self._list_jobs(cluster_id, job_type, Deadline(timeout), page_size)
 
+    def list_jobs_page(
+        self,
+        cluster_id: str,
+        job_type: str,
+        page_no: int,
+        page_size: int = JOB_PAGE_SIZE,
+        *,
+        timeout: float | None = None,
+    ) -> JobPage:
+        """One page of ShowJobs ``job/all`` (for a caller that pages within its own budget).
+
+        Entries without ``job_type`` get the queried ``job_type``.
+        """
+        return self._jobs_page(cluster_id, job_type, page_no, page_size, Deadline(timeout))[0]
+
+    def _jobs_page(
+        self, cluster_id: str, job_type: str, page_no: int, page_size: int, deadline: Deadline
+    ) -> tuple[JobPage, RawResponse]:
+        if page_no < 1 or page_size < 1:
+            raise ValueError("page_no and page_size start at 1")
+        query = query_string(
+            [("jobType", job_type), ("page_no", str(page_no)), ("page_size", str(page_size))]
+        )
+        url = f"{self._cluster_url(cluster_id, LIST_JOBS)}/cdm/job/all?{query}"
+        payload, raw = self._get(LIST_JOBS, url, deadline)
+        page = self._parse(LIST_JOBS, raw, payload, "jobs", parse_job_page)
+        if any(job.job_type is None for job in page.jobs):
+            jobs = tuple(
+                job if job.job_type else dataclasses.replace(job, job_type=job_type) for job in page.jobs
+            )
+            page = dataclasses.replace(page, jobs=jobs)
+        return page, raw
+
     def _list_jobs(
         self, cluster_id: str, job_type: str, deadline: Deadline, page_size: int
     ) -> list[JobSummary]:
-        url = f"{self._cluster_url(cluster_id, LIST_JOBS)}/cdm/job/all"
         jobs: dict[str, JobSummary] = {}
         seen = 0
         previous: tuple[str, ...] | None = None
         for page_no in range(1, self._max_pages + 1):
-            query = query_string(
-                [("jobType", job_type), ("page_no", str(page_no)), ("page_size", str(page_size))]
-            )
-            payload, raw = self._get(LIST_JOBS, f"{url}?{query}", deadline)
-            page = self._parse(LIST_JOBS, raw, payload, parse_job_page)
+            page, raw = self._jobs_page(cluster_id, job_type, page_no, page_size, deadline)
             entries = len(page.jobs) + page.dropped
             names = tuple(job.name for job in page.jobs)
             if entries == 0:
@@ -219,10 +269,8 @@ class CdmClient:
             previous = names
             seen += entries
             for job in page.jobs:
-                # a job can shift onto the next page while we page (another one was deleted)
-                jobs.setdefault(
-                    job.name, job if job.job_type else dataclasses.replace(job, job_type=job_type)
-                )
+                # first one wins: a job can shift onto the next page while we page
+                jobs.setdefault(job.name, job)
             total = page.total if page.total else None  # 0 is what single-job answers carry
             if total is not None:
                 if seen >= total:
@@ -252,7 +300,7 @@ class CdmClient:
             f"{self._cluster_url(cluster_id, JOB_STATUS)}/cdm/job/{path_segment(job_name, JOB_STATUS)}/status"
         )
         payload, raw = self._get(JOB_STATUS, url, Deadline(timeout))
-        return self._parse(JOB_STATUS, raw, payload, parse_submissions)
+        return self._parse(JOB_STATUS, raw, payload, "submissions", parse_submissions)
 
     def submissions(
         self,
@@ -278,7 +326,7 @@ class CdmClient:
             raise MalformedResponse(SUBMISSIONS, "name is not encodable as UTF-8") from None
         url = f"{self._cluster_url(cluster_id, SUBMISSIONS)}/cdm/submissions?{query}"
         payload, raw = self._get(SUBMISSIONS, url, Deadline(timeout))
-        return self._parse(SUBMISSIONS, raw, payload, parse_submissions)
+        return self._parse(SUBMISSIONS, raw, payload, "submissions", parse_submissions)
 
     def close(self) -> None:
         """Close pooled connections. The client must not be used afterwards."""

@@ -64,7 +64,11 @@ def as_str(value: Any) -> str | None:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float) and math.isfinite(value):
+    if isinstance(value, int):
+        # math.isfinite() would overflow on a huge JSON integer; str() cannot for any int
+        # json.loads can produce (it refuses more than sys.get_int_max_str_digits() digits)
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
         return str(value)
     return None
 
@@ -90,7 +94,10 @@ def as_float(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # JSON integers are unbounded: 1e400 written out in digits
+            return None
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, str):
@@ -105,8 +112,14 @@ def as_float(value: Any) -> float | None:
 def as_bool(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
+    if isinstance(value, str):
+        # "0"/"1" is how ListClusters sends ``isFrozen`` (cdm-api.md section 2.1)
+        text = value.strip().lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        return None
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     return None

@@ -143,17 +143,8 @@ def classify(endpoint: str, exc: BaseException) -> TransportError:
     def has(*types: type[BaseException]) -> bool:
         return any(isinstance(e, types) for e in chain)
 
-    if has(
-        requests.exceptions.Timeout,
-        urllib3.exceptions.TimeoutError,
-        TimeoutError,
-    ):
-        what = (
-            "connect"
-            if has(requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)
-            else "read"
-        )
-        return TimeoutError_(endpoint, f"{what} timed out")
+    # Order matters: urllib3's NewConnectionError (refused, unreachable, DNS) subclasses its
+    # ConnectTimeoutError, so socket-level causes are looked at before timeouts.
     if has(requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError):
         detail = next((str(e.reason) for e in chain if isinstance(e, ssl.SSLError) and e.reason), "")
         return TransportError(endpoint, f"TLS failure{': ' + detail if detail else ''}")
@@ -161,13 +152,29 @@ def classify(endpoint: str, exc: BaseException) -> TransportError:
         return TransportError(endpoint, "connection refused")
     if has(ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
         return TransportError(endpoint, "connection reset")
-    if has(requests.exceptions.ProxyError, urllib3.exceptions.ProxyError):
-        return TransportError(endpoint, "proxy failure")
     if has(urllib3.exceptions.NameResolutionError):
         return TransportError(endpoint, "name resolution failed")
+    timeout_types = (
+        requests.exceptions.Timeout,
+        urllib3.exceptions.ReadTimeoutError,
+        urllib3.exceptions.ConnectTimeoutError,
+        TimeoutError,
+    )
+    if any(
+        isinstance(e, timeout_types) and not isinstance(e, urllib3.exceptions.NewConnectionError)
+        for e in chain
+    ):
+        connect = has(requests.exceptions.ConnectTimeout) or any(
+            type(e) is urllib3.exceptions.ConnectTimeoutError for e in chain
+        )
+        return TimeoutError_(endpoint, f"{'connect' if connect else 'read'} timed out")
+    if has(urllib3.exceptions.NewConnectionError):
+        return TransportError(endpoint, "could not connect")
+    if has(requests.exceptions.ProxyError, urllib3.exceptions.ProxyError):
+        return TransportError(endpoint, "proxy failure")
     if has(requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError):
         return TransportError(endpoint, "connection broken mid-response")
-    if has(requests.exceptions.ContentDecodingError):
+    if has(requests.exceptions.ContentDecodingError, urllib3.exceptions.DecodeError):
         return TransportError(endpoint, "could not decode the compressed body")
     return TransportError(endpoint, f"request failed ({type(exc).__name__})")
 
@@ -180,8 +187,14 @@ def _read_body(resp: requests.Response, endpoint: str, max_bytes: int, deadline:
         )
     chunks: list[bytes] = []
     size = 0
-    # iter_content decompresses, so the cap also holds against a gzip bomb.
-    for chunk in resp.iter_content(_CHUNK):
+    # read1, not iter_content: iter_content blocks until a whole chunk has arrived, so a body
+    # that trickles in would never reach the deadline check. read1 returns whatever arrived.
+    # It decompresses, so the cap also holds against a gzip bomb. At EOF urllib3 puts the
+    # connection back into the pool, so keep-alive is preserved.
+    while True:
+        chunk = resp.raw.read1(_CHUNK, decode_content=True)
+        if not chunk:
+            break
         size += len(chunk)
         if size > max_bytes:
             raise MalformedResponse(
@@ -209,7 +222,9 @@ def send(
     """
     assert prepared.url is not None
     # Same environment handling as Session.request (trust_env: proxies, REQUESTS_CA_BUNDLE).
-    settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
+    # session.verify is passed explicitly: with None, REQUESTS_CA_BUNDLE would override even
+    # verify=False; with it, the variable only replaces the default ``True``.
+    settings = session.merge_environment_settings(prepared.url, {}, None, session.verify, None)
     started = time.monotonic()
     code = "error"
     try:

@@ -76,7 +76,8 @@ def load_or_exit(config_file: str | None) -> Config:
     try:
         return load_config(config_file, os.environ)
     except ConfigError as error:
-        where = f"{config_file}: " if config_file else ""
+        # file-level errors (not found, bad YAML) name the file themselves and have no key
+        where = f"{config_file}: " if config_file and error.key else ""
         fail(f"{where}{error}")
 
 

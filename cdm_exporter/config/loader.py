@@ -45,37 +45,35 @@ from .model import (
     endpoint_problem,
     is_plain_http_to_remote,
 )
-from .secrets import Secret, read_secret_file, secret_from_env, secret_from_text
+from .secrets import Secret, read_secret_file, readable_by_others, secret_from_env, secret_from_text
 
 log = logging.getLogger("cdm_exporter.config")
 
-# The keys each mapping accepts; anything else is rejected as a likely typo.
-TOP_KEYS = ("targets", "collection")
-TARGET_KEYS = (
-    "name", "region", "project_id", "endpoint", "iam_endpoint", "ca_bundle",
-    "tls_insecure_skip_verify", "auth", "clusters", "jobs",
-)
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+# The keys each mapping accepts; anything else is rejected as a likely typo. Where a mapping is
+# one dataclass, its keys are the field names, so the two cannot drift apart.
+TOP_KEYS = _field_names(Config)
+TARGET_KEYS = _field_names(TargetConfig)
+JOBS_KEYS = _field_names(JobsFilter)
+COLLECTION_KEYS = _field_names(CollectionConfig)
+BUDGET_KEYS = _field_names(BudgetConfig)
 AUTH_KEYS = ("token", "token_file", "token_env", "password", "aksk")
 PASSWORD_KEYS = ("domain", "user", "password", "password_file", "password_env")
-AKSK_KEYS = (
-    "access_key", "access_key_env", "secret_key", "secret_key_file", "secret_key_env",
-    "security_token", "security_token_file", "security_token_env",
-)
-JOBS_KEYS = ("include", "exclude", "types")
-COLLECTION_KEYS = (
-    "concurrency", "budget_per_minute", "discovery_interval", "job_list_interval",
-    "history_interval", "connect_timeout", "read_timeout", "default_scrape_timeout",
-    "scrape_timeout_offset",
-)
-BUDGET_KEYS = ("job_status", "common")
-_DURATION_KEYS = COLLECTION_KEYS[2:]
+# fmt: off
+AKSK_KEYS = ("access_key", "access_key_env", "secret_key", "secret_key_file", "secret_key_env",
+             "security_token", "security_token_file", "security_token_env")
+# fmt: on
 
 # Huawei SDK environment variables (cdm-api.md sections 1 and 4.3).
 ENV_AK = "HUAWEICLOUD_SDK_AK"
 ENV_SK = "HUAWEICLOUD_SDK_SK"
 ENV_PROJECT_ID = "HUAWEICLOUD_SDK_PROJECT_ID"
 ENV_REGION = "HUAWEICLOUD_SDK_REGION"
-ENV_SECURITY_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
+ENV_SECURITY_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"  # noqa: S105 - a variable name
 ENV_IAM_ENDPOINT = "HUAWEICLOUD_SDK_IAM_ENDPOINT"
 _ENV_REQUIRED = (ENV_AK, ENV_SK, ENV_PROJECT_ID, ENV_REGION)
 
@@ -99,14 +97,15 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
     shown = os.fspath(path)
     try:
         with open(path, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            data = _parse_yaml(handle.read(), shown)
+            info = os.fstat(handle.fileno())
+            text = handle.read()
     except FileNotFoundError:
         raise ConfigError("", f"config file {shown} not found") from None
     except OSError as exc:
         raise ConfigError("", f"cannot read config file {shown}: {exc.strerror or exc}") from None
     except ValueError:  # NUL byte or unencodable character in the path
         raise ConfigError("", f"{shown!r} is not a usable file path") from None
+    data = _parse_yaml(text, shown)
     context = _Context(env=env, base_dir=os.path.dirname(os.path.abspath(shown)))
     try:
         config = _config(data, context)
@@ -114,11 +113,13 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
         if exc.key:
             raise
         raise ConfigError("", f"{shown}: {exc.message}") from None
-    if context.inline_secrets and mode & (stat.S_IRGRP | stat.S_IROTH):
+    if context.inline_secrets and readable_by_others(info):
         log.warning(
             "config file %s holds inline secrets (%s) and is readable by group or others (mode %04o); "
             "restrict it with chmod 600 or move the secrets to *_file or *_env",
-            shown, ", ".join(context.inline_secrets), stat.S_IMODE(mode),
+            shown,
+            ", ".join(context.inline_secrets),
+            stat.S_IMODE(info.st_mode),
             extra={"path": shown},
         )
     return config
@@ -130,10 +131,8 @@ def parse_config(
     base_dir: str | os.PathLike[str] | None = None,
 ) -> Config:
     """Validate already-parsed YAML data (a mapping); ``base_dir`` anchors relative file paths."""
-    return _config(
-        data,
-        _Context(env=os.environ if env is None else env, base_dir=None if base_dir is None else os.fspath(base_dir)),
-    )
+    base = None if base_dir is None else os.fspath(base_dir)
+    return _config(data, _Context(env=os.environ if env is None else env, base_dir=base))
 
 
 def config_from_env(env: Mapping[str, str]) -> Config:
@@ -143,25 +142,25 @@ def config_from_env(env: Mapping[str, str]) -> Config:
         raise ConfigError(
             "",
             "no configuration: give --config.file FILE, or set "
-            + ", ".join(_ENV_REQUIRED[:-1]) + f" and {_ENV_REQUIRED[-1]} for a single AK/SK target",
+            + ", ".join(_ENV_REQUIRED[:-1])
+            + f" and {_ENV_REQUIRED[-1]} for a single AK/SK target",
         )
     missing = [name for name in _ENV_REQUIRED if not present[name]]
     if missing:
-        raise ConfigError(missing[0], f"is not set; a configuration without a file needs {', '.join(missing)}")
+        raise ConfigError(missing[0], f"is not set; without a config file, set {', '.join(missing)}")
     access_key = present[ENV_AK]
-    if not access_key.strip() or re.search(r"\s", access_key):
+    if re.search(r"\s", access_key):
         raise ConfigError(ENV_AK, "is not an access key (it contains whitespace)")
-    security_token = env.get(ENV_SECURITY_TOKEN)
     auth = AkSkAuthConfig(
         access_key=access_key,
-        secret_key=secret_from_text(present[ENV_SK], ENV_SK, f"environment variable {ENV_SK}"),
-        security_token=secret_from_text(security_token, ENV_SECURITY_TOKEN, f"environment variable {ENV_SECURITY_TOKEN}")
-        if security_token
+        secret_key=secret_from_env(env, ENV_SK, ENV_SK),
+        security_token=secret_from_env(env, ENV_SECURITY_TOKEN, ENV_SECURITY_TOKEN)
+        if env.get(ENV_SECURITY_TOKEN)
         else None,
     )
     region, project_id = present[ENV_REGION], present[ENV_PROJECT_ID]
     context = _Context(env=env, base_dir=None)
-    with _renamed({"region": ENV_REGION, "project_id": ENV_PROJECT_ID, "name": ENV_PROJECT_ID}):
+    with _renamed({"region": ENV_REGION, "project_id": ENV_PROJECT_ID}):
         target = TargetConfig(
             name=project_id,
             region=region,
@@ -208,6 +207,8 @@ def parse_duration(value: object, key: str) -> float:
 
 
 def _parse_duration_text(text: str, key: str) -> float:
+    if not text:
+        raise ConfigError(key, f"is empty; {_DURATION_HELP}")
     if _PLAIN_NUMBER.fullmatch(text):
         return float(text)
     total, position, last_unit = 0.0, 0, -1
@@ -217,11 +218,9 @@ def _parse_duration_text(text: str, key: str) -> float:
             raise ConfigError(key, f"invalid duration {text!r}; {_DURATION_HELP}")
         unit = _UNIT_ORDER.index(match.group(2))
         if unit <= last_unit:
-            raise ConfigError(key, f"invalid duration {text!r}; units go largest first, each once (like 1h30m)")
+            raise ConfigError(key, f"invalid duration {text!r}; units go largest first, each once: 1h30m")
         total += float(match.group(1)) * _UNITS[match.group(2)]
         position, last_unit = match.end(), unit
-    if not text:
-        raise ConfigError(key, f"is empty; {_DURATION_HELP}")
     return total
 
 
@@ -237,12 +236,11 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[object] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             with contextlib.suppress(TypeError):  # unhashable keys are reported by SafeLoader itself
                 if key in seen:
-                    mark = key_node.start_mark
-                    raise ConfigError(
-                        "", f"line {mark.line + 1}, column {mark.column + 1}: the key {key!r} is given twice"
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice", key_node.start_mark
                     )
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -264,8 +262,6 @@ def _parse_yaml(text: bytes, source: str) -> object:
         raise ConfigError("", f"{source}: invalid YAML: {type(exc).__name__}") from None
     except RecursionError:
         raise ConfigError("", f"{source}: invalid YAML: nested too deeply") from None
-    except ConfigError as exc:
-        raise ConfigError("", f"{source}: {exc.message}") from None
 
 
 # --------------------------------------------------------------------------- walking the data
@@ -280,13 +276,22 @@ class _Context:
     inline_secrets: list[str] = field(default_factory=list)
 
     def resolve(self, path: str) -> str:
-        return path if self.base_dir is None or os.path.isabs(path) else os.path.join(self.base_dir, path)
+        # Lexically cleaned, as Prometheus does with Go's filepath.Join, so messages stay readable.
+        if self.base_dir is None or os.path.isabs(path):
+            return path
+        return os.path.normpath(os.path.join(self.base_dir, path))
 
 
 def _join(path: str, key: str) -> str:
     if not path:
         return key
     return f"{path}{key}" if key.startswith("[") else f"{path}.{key}"
+
+
+def _user_key(path: str, key: object) -> str:
+    """The path of a key as the user wrote it; an odd one (empty, spaces, dots) is shown quoted."""
+    text = str(key)
+    return _join(path, text) if re.fullmatch(r"[A-Za-z0-9_-]+", text) else f"{path}[{text!r}]"
 
 
 @contextlib.contextmanager
@@ -318,7 +323,7 @@ def _describe(value: object) -> str:
         (str, "a string"),
         (list, "a list"),
         (dict, "a mapping"),
-        ((datetime.date, datetime.datetime), "a date"),
+        (datetime.date, "a date"),
         (bytes, "binary data"),
     )
     for kind, text in kinds:
@@ -333,10 +338,10 @@ def _mapping(value: object, path: str, allowed: tuple[str, ...]) -> dict[str, ob
         raise ConfigError(path, f"expected a mapping with keys {', '.join(allowed)}, got {_describe(value)}")
     for key in value:
         if not isinstance(key, str):
-            raise ConfigError(_join(path, str(key)), f"keys must be strings, got {_describe(key)}")
+            raise ConfigError(_user_key(path, key), f"keys must be strings, got {_describe(key)}")
         if key not in allowed:
             hint = did_you_mean(key, allowed) or f"; allowed keys: {', '.join(allowed)}"
-            raise ConfigError(_join(path, key), f"unknown key{hint}")
+            raise ConfigError(_user_key(path, key), f"unknown key{hint}")
     return value
 
 
@@ -416,8 +421,9 @@ def _target(value: object, path: str, context: _Context) -> TargetConfig:
     jobs = _jobs(target.get("jobs"), _join(path, "jobs"))
     ca_bundle = None
     if _present(target, "ca_bundle"):
-        ca_bundle = _ca_bundle(context.resolve(_string(target["ca_bundle"], _join(path, "ca_bundle"))),
-                               _join(path, "ca_bundle"))
+        ca_bundle = _ca_bundle(
+            context.resolve(_string(target["ca_bundle"], _join(path, "ca_bundle"))), _join(path, "ca_bundle")
+        )
     insecure = False
     if _present(target, "tls_insecure_skip_verify"):
         insecure = _boolean(target["tls_insecure_skip_verify"], _join(path, "tls_insecure_skip_verify"))
@@ -468,7 +474,8 @@ def _ca_bundle(path: str, key: str) -> str:
         with open(path, "rb") as handle:
             head = handle.read(1 << 22)
     except OSError as exc:
-        raise ConfigError(key, f"cannot read CA bundle {path}: {exc.strerror or type(exc).__name__}") from None
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(key, f"cannot read CA bundle {path}: {reason}") from None
     except ValueError:
         raise ConfigError(key, f"{path!r} is not a usable file path") from None
     if b"-----BEGIN CERTIFICATE-----" not in head:
@@ -480,7 +487,7 @@ def _jobs(value: object, path: str) -> JobsFilter:
     if value is None:
         return JobsFilter()
     jobs = _mapping(value, path, JOBS_KEYS)
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for key in JOBS_KEYS:
         if _present(jobs, key):
             items = _strings(jobs[key], _join(path, key))
@@ -515,30 +522,40 @@ def _auth(value: object, path: str, context: _Context) -> AuthConfig:
     return AkSkAuthConfig(
         access_key=_access_key(aksk, sub, context),
         secret_key=_secret(aksk, sub, "secret_key", context),
-        security_token=_secret(aksk, sub, "security_token", context, required=False),
+        security_token=_optional_secret(aksk, sub, "security_token", context),
     )
 
 
-def _chosen(mapping: dict[str, object], path: str, alternatives: tuple[str, ...], required: bool) -> str | None:
+def _chosen(mapping: dict[str, object], path: str, alternatives: tuple[str, ...]) -> str | None:
     """Which one of ``alternatives`` (``x``, ``x_file``, ``x_env``) is given; more than one is an error."""
     given = [key for key in alternatives if _present(mapping, key)]
     if len(given) > 1:
         raise ConfigError(path, f"{' and '.join(given)} are alternatives; give only one")
-    if given:
-        return given[0]
-    if required:
-        others = " or ".join(alternatives[1:])
-        empty = next((key for key in alternatives if key in mapping), None)
-        raise ConfigError(_join(path, empty or alternatives[0]), f"is {'empty' if empty else 'required'} (or give {others})")
-    return None
+    return given[0] if given else None
 
 
-def _secret(
-    mapping: dict[str, object], path: str, base: str, context: _Context, *, required: bool = True
-) -> Secret:
-    chosen = _chosen(mapping, path, (base, f"{base}_file", f"{base}_env"), required)
+def _missing(mapping: dict[str, object], path: str, alternatives: tuple[str, ...]) -> ConfigError:
+    empty = next((key for key in alternatives if key in mapping), None)
+    state = "is empty" if empty else "is required"
+    others = " or ".join(alternatives[1:])
+    return ConfigError(_join(path, empty or alternatives[0]), f"{state} (or give {others})")
+
+
+def _secret(mapping: dict[str, object], path: str, base: str, context: _Context) -> Secret:
+    alternatives = (base, f"{base}_file", f"{base}_env")
+    chosen = _chosen(mapping, path, alternatives)
     if chosen is None:
-        return None  # type: ignore[return-value]  # only with required=False; see _optional
+        raise _missing(mapping, path, alternatives)
+    return _read_secret(mapping, path, chosen, context)
+
+
+def _optional_secret(mapping: dict[str, object], path: str, base: str, context: _Context) -> Secret | None:
+    chosen = _chosen(mapping, path, (base, f"{base}_file", f"{base}_env"))
+    return None if chosen is None else _read_secret(mapping, path, chosen, context)
+
+
+def _read_secret(mapping: dict[str, object], path: str, chosen: str, context: _Context) -> Secret:
+    """The secret under ``chosen``: inline, from the file it names, or from the variable it names."""
     key = _join(path, chosen)
     text = _string(mapping[chosen], key)
     if chosen.endswith("_file"):
@@ -550,8 +567,10 @@ def _secret(
 
 
 def _access_key(aksk: dict[str, object], path: str, context: _Context) -> str:
-    chosen = _chosen(aksk, path, ("access_key", "access_key_env"), required=True)
-    assert chosen is not None  # required=True raises instead of returning None
+    alternatives = ("access_key", "access_key_env")
+    chosen = _chosen(aksk, path, alternatives)
+    if chosen is None:
+        raise _missing(aksk, path, alternatives)
     key = _join(path, chosen)
     text = _string(aksk[chosen], key)
     value = secret_from_env(context.env, text, key).reveal() if chosen.endswith("_env") else text
@@ -564,14 +583,17 @@ def _collection(value: object, path: str) -> CollectionConfig:
     if value is None:
         return CollectionConfig()
     collection = _mapping(value, path, COLLECTION_KEYS)
-    changes: dict[str, object] = {}
-    if _present(collection, "concurrency"):
-        changes["concurrency"] = _integer(collection["concurrency"], _join(path, "concurrency"))
-    if _present(collection, "budget_per_minute"):
-        changes["budget_per_minute"] = _budget(collection["budget_per_minute"], _join(path, "budget_per_minute"))
-    for key in _DURATION_KEYS:
-        if _present(collection, key):
-            changes[key] = parse_duration(collection[key], _join(path, key))
+    changes: dict[str, Any] = {}
+    for key in COLLECTION_KEYS:
+        if not _present(collection, key):
+            continue
+        where = _join(path, key)
+        if key == "concurrency":
+            changes[key] = _integer(collection[key], where)
+        elif key == "budget_per_minute":
+            changes[key] = _budget(collection[key], where)
+        else:  # every other collection setting is a duration in seconds
+            changes[key] = parse_duration(collection[key], where)
     with _under(path):
         return dataclasses.replace(CollectionConfig(), **changes)
 
@@ -585,7 +607,9 @@ def _budget(value: object, path: str) -> BudgetConfig:
         if getattr(config, key) > BUDGET_WARN_ABOVE:
             log.warning(
                 "%s: %d requests per minute leaves little of the API's 120/min per user for anything else",
-                _join(path, key), getattr(config, key), extra={"key": _join(path, key)},
+                _join(path, key),
+                getattr(config, key),
+                extra={"key": _join(path, key)},
             )
     return config
 
@@ -597,10 +621,12 @@ def _warn_about(target: TargetConfig, path: str) -> None:
         if is_plain_http_to_remote(url):
             log.warning(
                 "%s: plain http:// to a non-loopback host sends credentials and tokens unencrypted",
-                _join(path, key), extra={"key": _join(path, key), "target": target.name, "endpoint": url},
+                _join(path, key),
+                extra={"key": _join(path, key), "target": target.name, "endpoint": url},
             )
     if target.tls_insecure_skip_verify:
         log.warning(
-            "%s: TLS certificates of this target are not verified; anyone on the path can read its credentials",
-            _join(path, "tls_insecure_skip_verify"), extra={"target": target.name},
+            "%s: TLS certificates are not verified; anyone on the path can read this target's credentials",
+            _join(path, "tls_insecure_skip_verify"),
+            extra={"target": target.name},
         )

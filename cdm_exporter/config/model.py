@@ -183,14 +183,8 @@ class TargetConfig:
     tls_insecure_skip_verify: bool = False
 
     def __post_init__(self) -> None:
-        # Region before the endpoints: a bad region makes the derived endpoints bad too, and
-        # the region is what the user has to fix.
-        if not _TARGET_NAME.fullmatch(self.name):
-            raise ConfigError(
-                "name",
-                f"{self.name!r} is not a valid target name; use up to 128 letters, digits and "
-                "_ . : / -, starting with a letter or digit",
-            )
+        # Region and project first: the endpoints are derived from the region and the name from
+        # the project ID, so their errors would otherwise hide the one the user has to fix.
         if not _REGION.fullmatch(self.region):
             raise ConfigError(
                 "region",
@@ -202,6 +196,12 @@ class TargetConfig:
                 "project_id",
                 f"{self.project_id!r} is not a project ID; expected 32 hexadecimal characters "
                 "(IAM console > My Credentials > Projects)",
+            )
+        if not _TARGET_NAME.fullmatch(self.name):
+            raise ConfigError(
+                "name",
+                f"{self.name!r} is not a valid target name; use up to 128 letters, digits and "
+                "_ . : / -, starting with a letter or digit",
             )
         for key in ("endpoint", "iam_endpoint"):
             problem = endpoint_problem(getattr(self, key))
@@ -280,10 +280,14 @@ class Config:
         first_index: dict[str, int] = {}
         for index, target in enumerate(self.targets):
             if target.name in first_index:
+                hint = (
+                    "; the name defaults to the project_id, so two targets of one project need a name each"
+                    if target.name == target.project_id
+                    else ""
+                )
                 raise ConfigError(
                     f"targets[{index}].name",
-                    f"duplicate target name {target.name!r} (also targets[{first_index[target.name]}]); "
-                    "the name defaults to the project_id, so two targets of one project need distinct names",
+                    f"duplicate target name {target.name!r} (also targets[{first_index[target.name]}]){hint}",
                 )
             first_index[target.name] = index
 

@@ -62,8 +62,9 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
-        return hmac.compare_digest(self._value.encode("utf-8", "surrogatepass"),
-                                   other._value.encode("utf-8", "surrogatepass"))
+        return hmac.compare_digest(
+            self._value.encode("utf-8", "surrogatepass"), other._value.encode("utf-8", "surrogatepass")
+        )
 
     def __hash__(self) -> int:
         return hash(self._value)
@@ -84,8 +85,8 @@ def read_secret_file(path: str, key: str) -> Secret:
     """Read a secret from ``path`` once, dropping the trailing newline editors and ``echo`` add.
 
     Only a regular file is accepted: a FIFO would block the start-up and a device has no end.
-    A file that group or others can read is accepted with a warning, as ssh does for keys it
-    can still use: refusing would break the common Kubernetes default (mode 0644) outright.
+    A file that other users can read is accepted with a warning; refusing it would break
+    deployments that work (the Kubernetes default mode is 0644).
     """
     where = f"secret file {path}"
     try:
@@ -104,13 +105,30 @@ def read_secret_file(path: str, key: str) -> Secret:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConfigError(key, f"{where} is not UTF-8 text") from None
-    if info.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+    if readable_by_others(info):
         log.warning(
             "%s: %s is readable by group or others (mode %04o); restrict it with chmod 600",
-            key, where, stat.S_IMODE(info.st_mode),
+            key,
+            where,
+            stat.S_IMODE(info.st_mode),
             extra={"key": key, "path": path},
         )
     return secret_from_text(text.rstrip("\r\n"), key, where)
+
+
+def readable_by_others(info: os.stat_result) -> bool:
+    """Whether users other than this process can read the file.
+
+    The group bit does not count when it is how this process reads the file: not the owner,
+    but in the file's group. That is the Kubernetes pattern (root-owned Secret files, mode
+    0440, ``fsGroup`` set to the exporter's group), where there is no better mode to choose.
+    """
+    if info.st_mode & stat.S_IROTH:
+        return True
+    if not info.st_mode & stat.S_IRGRP:
+        return False
+    reads_through_group = info.st_uid != os.geteuid() and info.st_gid in {os.getegid(), *os.getgroups()}
+    return not reads_through_group
 
 
 def secret_from_env(env: Mapping[str, str], name: str, key: str) -> Secret:

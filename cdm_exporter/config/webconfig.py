@@ -432,11 +432,12 @@ def _parse_http_server_config(value: object) -> Mapping[str, str]:
             _fail(key, "must be a string")
         if "\r" in header_value or "\n" in header_value:
             _fail(key, "must not contain a line break")
+        if not header_value:  # blank means unset
+            continue
         allowed = _HEADERS[name]
         if allowed is not None and header_value.lower() not in allowed:
             _fail(key, f"unsupported value; use one of {', '.join(sorted(allowed))}")
-        if header_value:  # blank means unset
-            headers[name] = header_value
+        headers[name] = header_value
     return headers
 
 

@@ -143,7 +143,11 @@ def _draw_duration(profile: JobProfile, key: RunKey) -> float:
 
 
 def build_run(
-    profile: JobProfile, key: RunKey, start: float, override: RunOverride | None, duration: float | None = None
+    profile: JobProfile,
+    key: RunKey,
+    start: float,
+    override: RunOverride | None,
+    duration: float | None = None,
 ) -> Run:
     """Draw every property of the run ``key`` of ``profile`` starting at ``start``."""
     seed, pk = profile.seed, profile.key
@@ -179,7 +183,9 @@ def build_run(
         end = max(start, override.end)
         boot_end = min(boot_end, end)
     rows = int(profile.rows_mean * rng.between(0.5, 1.5, seed, pk, key, "rows"))
-    files = int(profile.files_mean * rng.between(0.5, 1.5, seed, pk, key, "files")) if profile.files_mean else 0
+    files = (
+        int(profile.files_mean * rng.between(0.5, 1.5, seed, pk, key, "files")) if profile.files_mean else 0
+    )
     return Run(
         key=key,
         start=start,

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 DEFAULT_PROJECT_ID = "0123456789abcdef0123456789abcdef"
 DEFAULT_REGION = "cn-north-4"
-DEFAULT_TOKEN = "sim-token"
+DEFAULT_TOKEN = "sim-token"  # noqa: S105 - a documented test credential
 DEFAULT_ACCESS_KEY = "SIMAK"
-DEFAULT_SECRET_KEY = "SIMSK"
+DEFAULT_SECRET_KEY = "SIMSK"  # noqa: S105 - a documented test credential
 DEFAULT_IAM_DOMAIN = "sim-domain"
 DEFAULT_IAM_USER = "sim-user"
-DEFAULT_IAM_PASSWORD = "sim-password"
+DEFAULT_IAM_PASSWORD = "sim-password"  # noqa: S105 - a documented test credential
 
 # A path segment must not be able to smuggle another path in: project ids are plain tokens.
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]+$")

@@ -1,0 +1,39 @@
+"""Typed, validated configuration of cdm-exporter, from a YAML file or ``HUAWEICLOUD_SDK_*`` variables.
+
+Use :func:`load_config`; every problem raises :class:`ConfigError` naming the dotted key to fix.
+"""
+
+from .errors import ConfigError
+from .loader import config_from_env, load_config, parse_config, parse_duration
+from .model import (
+    JOB_TYPES,
+    AkSkAuthConfig,
+    AuthConfig,
+    BudgetConfig,
+    CollectionConfig,
+    Config,
+    JobsFilter,
+    PasswordAuthConfig,
+    TargetConfig,
+    TokenAuthConfig,
+)
+from .secrets import Secret
+
+__all__ = [
+    "JOB_TYPES",
+    "AkSkAuthConfig",
+    "AuthConfig",
+    "BudgetConfig",
+    "CollectionConfig",
+    "Config",
+    "ConfigError",
+    "JobsFilter",
+    "PasswordAuthConfig",
+    "Secret",
+    "TargetConfig",
+    "TokenAuthConfig",
+    "config_from_env",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]

@@ -1,0 +1,90 @@
+"""Concurrent callers share one run of the work."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from cdm_exporter.singleflight import SingleFlight
+
+
+def test_five_concurrent_callers_cause_one_run() -> None:
+    flight = SingleFlight()
+    release = threading.Event()
+    started = threading.Event()
+    runs: list[int] = []
+
+    def work() -> None:
+        runs.append(1)
+        started.set()
+        release.wait(10)
+
+    leaders: list[bool] = []
+    threads = [threading.Thread(target=lambda: leaders.append(flight.do(work, time.monotonic() + 10)))]
+    threads[0].start()
+    assert started.wait(5)
+    for _ in range(4):
+        t = threading.Thread(target=lambda: leaders.append(flight.do(work, time.monotonic() + 10)))
+        t.start()
+        threads.append(t)
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert runs == [1]
+    assert sorted(leaders) == [False, False, False, False, True]
+    assert flight.runs == 1
+    flight.do(work, time.monotonic() + 1)  # a later call runs again
+    assert runs == [1, 1]
+
+
+def test_a_waiter_gives_up_at_its_own_deadline() -> None:
+    flight = SingleFlight()
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(10)
+
+    leader = threading.Thread(target=flight.do, args=(slow, time.monotonic() + 10))
+    leader.start()
+    assert started.wait(5)
+    t0 = time.monotonic()
+    assert flight.do(slow, t0 + 0.2) is False
+    assert time.monotonic() - t0 < 2
+    release.set()
+    leader.join(10)
+
+
+def test_the_leaders_error_reaches_the_waiters() -> None:
+    flight = SingleFlight()
+    started = threading.Event()
+    release = threading.Event()
+
+    runs: list[int] = []
+
+    def broken() -> None:
+        runs.append(1)
+        started.set()
+        release.wait(10)
+        raise RuntimeError("boom")
+
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            flight.do(broken, time.monotonic() + 10)
+        except RuntimeError as error:
+            errors.append(error)
+
+    first = threading.Thread(target=call)
+    first.start()
+    assert started.wait(5)
+    second = threading.Thread(target=call)
+    second.start()
+    time.sleep(0.3)  # let the second caller join the flight before it ends
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert runs == [1]  # one run, whose error both callers saw
+    assert [str(e) for e in errors] == ["boom", "boom"]
