@@ -1,7 +1,6 @@
 """The exporter's WSGI application: ``/``, the metrics path, ``/probe``, health, readiness, reload.
 
-Every request passes basic auth first when the web config names users (as exporter-toolkit
-does, on every path). A scrape refreshes the targets within the deadline Prometheus announces
+Every request but the two health probes passes basic auth first when the web config names users. A scrape refreshes the targets within the deadline Prometheus announces
 in ``X-Prometheus-Scrape-Timeout-Seconds`` (less a small offset), then renders what is known.
 """
 
@@ -82,17 +81,25 @@ class ExporterApp:
             response = text("500 Internal Server Error", "internal error; see the exporter's log")
         headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body)))]
         headers += list(response.headers)
+        if self.web_config is not None:  # http_server_config.headers of the web config
+            headers += list(self.web_config.headers.items())
         start_response(response.status, headers)
         return [response.body]
 
     # --- routing -------------------------------------------------------------------------------
 
     def _route(self, environ: WSGIEnvironment) -> Response:
-        if self.web_config is not None and not self.web_config.authorized(environ.get("HTTP_AUTHORIZATION")):
+        path = environ.get("PATH_INFO", "/") or "/"
+        # liveness and readiness reveal nothing and must work for kubelet and Docker HEALTHCHECK
+        # probes, which carry no credentials; every other path needs them
+        if (
+            path not in ("/-/healthy", "/-/ready")
+            and self.web_config is not None
+            and not self.web_config.authorized(environ.get("HTTP_AUTHORIZATION"))
+        ):
             return Response(
                 "401 Unauthorized", b"Unauthorized\n", headers=(("WWW-Authenticate", 'Basic realm="cdm-exporter"'),)
             )
-        path = environ.get("PATH_INFO", "/") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/-/reload":
             return self._reload() if method in ("POST", "PUT") else text("405 Method Not Allowed", "use POST")

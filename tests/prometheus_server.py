@@ -2,7 +2,7 @@
 
 Usage::
 
-    with PrometheusServer([ScrapeJob("cdm-exporter", ["127.0.0.1:9934"])],
+    with PrometheusServer([ScrapeJob("cdm-exporter", ["127.0.0.1:9792"])],
                           rule_files=[RULES_DIR / "recording.yml"]) as prom:
         prom.wait_for_target_up("cdm-exporter")
         samples = prom.query('cdm_up{region="cn-north-4"}')

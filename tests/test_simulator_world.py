@@ -248,6 +248,15 @@ def test_force_current_run_to_fail_now(clocked: tuple[World, ManualClock, str]) 
         world.finish_run(cid, name, "SUCCEEDED")
 
 
+def test_a_run_can_be_stopped(clocked: tuple[World, ManualClock, str]) -> None:
+    world, _, cid = clocked
+    name = world.jobs(cid)[0].name
+    world.finish_run(cid, name, "STOPPED")
+    job = world.job(cid, name)
+    assert job.list_status == "STOPPED"
+    assert job.latest is not None and job.latest.error_summary is None and job.latest.progress == -1
+
+
 def test_force_current_run_outcome_keeps_its_end(clocked: tuple[World, ManualClock, str]) -> None:
     world, clock, cid = clocked
     name = world.jobs(cid)[0].name

@@ -61,5 +61,5 @@ def serve(
         try:
             web_config = load_web_config(web_config_file)
         except ConfigError as error:
-            fail(f"{web_config_file}: {error}")
+            fail(str(error) if error.key == "web.config.file" else f"{web_config_file}: {error}")
     Service(config, config_file=config_file, web_config=web_config).run(listen_address, telemetry_path)

@@ -19,7 +19,8 @@ reset      headers and part of the body (``size`` bytes, default half), then a T
 close      the connection closed without any response
 ========== ==========================================================================
 
-Any kind may also wait ``delay`` seconds first.  ``count`` applies the fault N times, then it
+``job_name`` matches ShowJobStatus, a single-job ShowJobs (``cdm/job/{name}``) and
+ShowSubmissions (``jname``); never a job listing.  Any kind may also wait ``delay`` seconds first.  ``count`` applies the fault N times, then it
 is removed.  The command-line grammar is documented in :data:`SPEC_HELP`.
 """
 

@@ -31,8 +31,11 @@ BOOTING = "BOOTING"
 PENDING = "PENDING"
 RUNNING = "RUNNING"
 NEVER_EXECUTED = "NEVER_EXECUTED"
+STOPPED = "STOPPED"
 
-OUTCOMES = (SUCCEEDED, FAILED, FAILURE_ON_SUBMIT)
+# How a run can end. STOPPED (seen in the console, not in the API enum) is never drawn; it
+# only happens when forced from Python, like a user pressing "stop".
+OUTCOMES = (SUCCEEDED, FAILED, FAILURE_ON_SUBMIT, STOPPED)
 
 # Running runs report progress in ticks, like a heartbeat from the cluster: progress, counters
 # and last-update-date move together and stay constant between ticks.

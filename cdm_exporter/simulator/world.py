@@ -368,8 +368,8 @@ class World:
         which: Literal["current", "next"] = "current",
         end_now: bool = False,
     ) -> None:
-        """Force how the current run (or the next one to start) ends: ``SUCCEEDED``, ``FAILED``
-        or ``FAILURE_ON_SUBMIT``. With ``end_now`` the current run ends immediately."""
+        """Force how the current run (or the next one to start) ends: ``SUCCEEDED``, ``FAILED``,
+        ``FAILURE_ON_SUBMIT`` or ``STOPPED``. With ``end_now`` the current run ends immediately."""
         _check_outcome(outcome)
         with self._lock:
             cluster = self._get_cluster(cluster_id)
