@@ -36,15 +36,33 @@ def make_snapshot(jobs: int) -> Snapshot:
         states = []
         for j in range(min(jobs, JOBS_PER_CLUSTER)):
             running = j % 20 == 0
-            summary = JobSummary(name=f"job-{c}-{j}", job_type="NORMAL_JOB", status="RUNNING" if running else "SUCCEEDED",
-                                 from_connector="generic-jdbc-connector", to_connector="obs-connector",
-                                 from_link="mysql", to_link="obs")
+            summary = JobSummary(
+                name=f"job-{c}-{j}",
+                job_type="NORMAL_JOB",
+                status="RUNNING" if running else "SUCCEEDED",
+                from_connector="generic-jdbc-connector",
+                to_connector="obs-connector",
+                from_link="mysql",
+                to_link="obs",
+            )
             run = Submission(
-                job_name=summary.name, status=summary.status, progress=42.0 if running else 100.0,
-                submission_id=j, external_id=f"job_{j}", creation_user="ops", last_update_user="ops",
-                creation_date=1.7e9, execute_date=1.7e9 + 1, last_update_date=1.7e9 + 60,
-                is_incrementing=False, is_stopping_increment="", is_execute_auto=True, is_delete_job=False,
-                write_rows=j, update_rows=0, delete_rows=0,
+                job_name=summary.name,
+                status=summary.status,
+                progress=42.0 if running else 100.0,
+                submission_id=j,
+                external_id=f"job_{j}",
+                creation_user="ops",
+                last_update_user="ops",
+                creation_date=1.7e9,
+                execute_date=1.7e9 + 1,
+                last_update_date=1.7e9 + 60,
+                is_incrementing=False,
+                is_stopping_increment="",
+                is_execute_auto=True,
+                is_delete_job=False,
+                write_rows=j,
+                update_rows=0,
+                delete_rows=0,
                 counters=None if running else Counters(*(range(j, j + 10))),
             )
             states.append(JobState(cluster.id, summary, run, 1.7e9 + 61, summary.change_key, 1.7e9 + 60))
@@ -52,7 +70,9 @@ def make_snapshot(jobs: int) -> Snapshot:
     telemetry = ApiTelemetry()
     for endpoint in ("list_jobs", "job_status"):
         telemetry.observe(endpoint, "200", 0.1)
-    target = TargetView("bench", "0" * 32, "cn-north-4", True, tuple(clusters), None, {"job_status": 10, "common": 10})
+    target = TargetView(
+        "bench", "0" * 32, "cn-north-4", True, tuple(clusters), None, {"job_status": 10, "common": 10}
+    )
     return Snapshot((target,), telemetry.snapshot(), 0.5)
 
 
@@ -75,11 +95,16 @@ def median_seconds(registry: CollectorRegistry, repeat: int) -> tuple[float, int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    print("| jobs | samples | body | exporter scrape | bare generate_latest | exporter / sample | bare / sample | peak memory |")
+    print(
+        "| jobs | samples | body | exporter scrape | bare generate_latest "
+        "| exporter / sample | bare / sample | peak memory |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for jobs in args.jobs:
         snapshot = make_snapshot(jobs)

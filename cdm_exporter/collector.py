@@ -67,7 +67,11 @@ INFO_LABELS = (
 COUNTER_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("cdm_job_read_rows", "Rows read by the latest run (ROWS_READ).", "rows_read"),
     ("cdm_job_written_rows", "Rows written by the latest run (ROWS_WRITTEN).", "rows_written"),
-    ("cdm_job_skipped_rows", "Rows skipped by the latest run (ROWS_WRITTEN_SKIPPED).", "rows_written_skipped"),
+    (
+        "cdm_job_skipped_rows",
+        "Rows skipped by the latest run (ROWS_WRITTEN_SKIPPED).",
+        "rows_written_skipped",
+    ),
     ("cdm_job_read_bytes", "Bytes read by the latest run (BYTES_READ).", "bytes_read"),
     ("cdm_job_written_bytes", "Bytes written by the latest run (BYTES_WRITTEN).", "bytes_written"),
     ("cdm_job_total_size_bytes", "Total size of the latest run's data (TOTAL_SIZE).", "total_size"),
@@ -96,13 +100,19 @@ class _JobFamilies:
 
     def __init__(self) -> None:
         g = GaugeMetricFamily
-        self.status = g("cdm_job_status", "1 for the job's current status, 0 for the others.", labels=(*JOB_LABELS, "status"))
+        self.status = g(
+            "cdm_job_status",
+            "1 for the job's current status, 0 for the others.",
+            labels=(*JOB_LABELS, "status"),
+        )
         self.progress = g("cdm_job_progress_ratio", "Progress of the latest run, 0 to 1.", labels=JOB_LABELS)
         self.submission = g("cdm_job_submission_id", "submission-id of the latest run.", labels=JOB_LABELS)
         self.created = g(
             "cdm_job_creation_timestamp_seconds", "creation-date of the latest run.", labels=JOB_LABELS
         )
-        self.executed = g("cdm_job_execute_timestamp_seconds", "execute-date of the latest run.", labels=JOB_LABELS)
+        self.executed = g(
+            "cdm_job_execute_timestamp_seconds", "execute-date of the latest run.", labels=JOB_LABELS
+        )
         self.updated = g(
             "cdm_job_last_update_timestamp_seconds", "last-update-date of the latest run.", labels=JOB_LABELS
         )
@@ -111,9 +121,13 @@ class _JobFamilies:
         self.update_rows = g("cdm_job_update_rows", "update_rows of the latest run.", labels=JOB_LABELS)
         self.delete_rows = g("cdm_job_delete_rows", "delete_rows of the latest run.", labels=JOB_LABELS)
         self.last_success = g(
-            "cdm_job_last_success_timestamp_seconds", "End of the latest SUCCEEDED run known.", labels=JOB_LABELS
+            "cdm_job_last_success_timestamp_seconds",
+            "End of the latest SUCCEEDED run known.",
+            labels=JOB_LABELS,
         )
-        self.info = g("cdm_job_info", "Non-numeric fields of the job; always 1.", labels=(*JOB_LABELS, *INFO_LABELS))
+        self.info = g(
+            "cdm_job_info", "Non-numeric fields of the job; always 1.", labels=(*JOB_LABELS, *INFO_LABELS)
+        )
         self.error = g(
             "cdm_job_error_info",
             "1 while the latest run FAILED; error_summary cut to 256 characters.",
@@ -187,7 +201,11 @@ class _JobFamilies:
                 (latest.external_id if latest else None) or summary.external_id or "",
                 (latest.creation_user if latest else None) or summary.creation_user or "",
                 (latest.last_update_user if latest else None) or summary.update_user or "",
-                _flag(latest.is_incrementing if latest and latest.is_incrementing is not None else summary.is_incremental),
+                _flag(
+                    latest.is_incrementing
+                    if latest and latest.is_incrementing is not None
+                    else summary.is_incremental
+                ),
                 _flag(latest.is_execute_auto if latest else None),
                 _flag(latest.is_delete_job if latest else None),
                 (latest.is_stopping_increment if latest else None) or "",
@@ -205,12 +223,18 @@ class _JobFamilies:
 def _cluster_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
     labels = ("cluster_id", "cluster_name")
     info = GaugeMetricFamily(
-        "cdm_cluster_info", "CDM cluster facts; always 1.", labels=(*labels, "project_id", "region", "version")
+        "cdm_cluster_info",
+        "CDM cluster facts; always 1.",
+        labels=(*labels, "project_id", "region", "version"),
     )
     status = GaugeMetricFamily(
-        "cdm_cluster_status", "1 for the cluster's current status, 0 for the others.", labels=(*labels, "status")
+        "cdm_cluster_status",
+        "1 for the cluster's current status, 0 for the others.",
+        labels=(*labels, "status"),
     )
-    up = GaugeMetricFamily("cdm_cluster_up", "1 when this cluster's job list worked at the last try.", labels=labels)
+    up = GaugeMetricFamily(
+        "cdm_cluster_up", "1 when this cluster's job list worked at the last try.", labels=labels
+    )
     seen: set[str] = set()
     for target in targets:
         for view in target.clusters:
@@ -232,7 +256,9 @@ def _cluster_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
 
 def _target_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
     up = GaugeMetricFamily(
-        "cdm_up", "1 when authentication and the cluster list worked at the last collection.", labels=("project_id", "region")
+        "cdm_up",
+        "1 when authentication and the cluster list worked at the last collection.",
+        labels=("project_id", "region"),
     )
     budget = GaugeMetricFamily(
         "cdm_api_budget_remaining",
@@ -268,7 +294,9 @@ def _self_families(snapshot: Snapshot) -> Iterator[Metric]:
     for endpoint, hist in sorted(snapshot.telemetry.durations.items()):
         latency.add_metric((endpoint,), hist.cumulative(), hist.total)
     yield latency
-    build = GaugeMetricFamily("cdm_exporter_build_info", "cdm-exporter version; always 1.", labels=("version",))
+    build = GaugeMetricFamily(
+        "cdm_exporter_build_info", "cdm-exporter version; always 1.", labels=("version",)
+    )
     build.add_metric((__version__,), 1.0)
     yield build
 
@@ -285,7 +313,12 @@ def families(snapshot: Snapshot) -> list[Metric]:
                     continue
                 seen.add(key)
                 jobs.add((cluster.cluster.id, cluster.cluster.name, job.name), job)
-    return [*jobs.all(), *_cluster_families(snapshot.targets), *_target_families(snapshot.targets), *_self_families(snapshot)]
+    return [
+        *jobs.all(),
+        *_cluster_families(snapshot.targets),
+        *_target_families(snapshot.targets),
+        *_self_families(snapshot),
+    ]
 
 
 class CdmCollector(Collector):

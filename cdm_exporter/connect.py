@@ -41,7 +41,9 @@ def build_auth(target: TargetConfig, auth: AuthConfig) -> CdmAuth:
     raise TypeError(f"unknown auth configuration {type(auth).__name__}")
 
 
-def build_client(target: TargetConfig, collection: CollectionConfig, observer: Observer) -> tuple[ApiClient, str]:
+def build_client(
+    target: TargetConfig, collection: CollectionConfig, observer: Observer
+) -> tuple[ApiClient, str]:
     verify: bool | str = target.ca_bundle or True
     if target.tls_insecure_skip_verify:
         verify = False

@@ -49,7 +49,7 @@ class TransportError(CdmError):
     kind = "transport"
 
 
-class TimeoutError_(TransportError):  # noqa: N801 - avoid shadowing the builtin TimeoutError
+class TimeoutError_(TransportError):
     """The connect or read timeout passed."""
 
     kind = "timeout"

@@ -53,6 +53,7 @@ class FailureLog:
             "API call failed",
             extra={
                 "target": self._target,
+                "scope": scope,
                 "endpoint": error.endpoint,
                 "kind": error.kind,
                 "status": error.status,
@@ -71,7 +72,9 @@ class FailureLog:
             for key in gone:
                 del self._failing[key]
         for _, kind in gone:
-            self._log.info("API calls work again", extra={"target": self._target, "endpoint": scope, "kind": kind})
+            self._log.info(
+                "API calls work again", extra={"target": self._target, "endpoint": scope, "kind": kind}
+            )
 
     def failing(self) -> list[tuple[str, str]]:
         """The (scope, kind) pairs currently failing; for ``check`` and tests."""

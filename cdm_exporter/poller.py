@@ -46,12 +46,22 @@ class ApiClient(Protocol):
     def list_clusters(self, *, timeout: float | None = None) -> list[Cluster]: ...
 
     def list_jobs_page(
-        self, cluster_id: str, job_type: str, page_no: int, page_size: int = PAGE_SIZE, *, timeout: float | None = None
+        self,
+        cluster_id: str,
+        job_type: str,
+        page_no: int,
+        page_size: int = PAGE_SIZE,
+        *,
+        timeout: float | None = None,
     ) -> JobPage: ...
 
-    def job_status(self, cluster_id: str, job_name: str, *, timeout: float | None = None) -> list[Submission]: ...
+    def job_status(
+        self, cluster_id: str, job_name: str, *, timeout: float | None = None
+    ) -> list[Submission]: ...
 
-    def submissions(self, cluster_id: str, job_name: str, *, timeout: float | None = None) -> list[Submission]: ...
+    def submissions(
+        self, cluster_id: str, job_name: str, *, timeout: float | None = None
+    ) -> list[Submission]: ...
 
     def close(self) -> None: ...
 
@@ -143,10 +153,13 @@ class TargetPoller:
                 self.authenticated = False
         self.failures.failed(scope, error)
 
-    def _call_worked(self, scope: str) -> None:
+    def _call_worked(self, scope: str | None) -> None:
+        """A call worked; ``scope`` ends a failure there (None for per-job calls, where one job's
+        success says nothing of another's failure and would only make the log flap)."""
         with self._lock:
             self.authenticated = True
-        self.failures.recovered(scope)
+        if scope is not None:
+            self.failures.recovered(scope)
 
     # --- 1. clusters -------------------------------------------------------------------------
 
@@ -204,7 +217,9 @@ class TargetPoller:
         for cluster_id in due:
             key = ("list", cluster_id, "")
             if self._claim(key):
-                futures.append(self._executor.submit(self._run_claimed, key, self._list_jobs, cluster_id, deadline))
+                futures.append(
+                    self._executor.submit(self._run_claimed, key, self._list_jobs, cluster_id, deadline)
+                )
         return futures
 
     def _list_jobs(self, cluster_id: str, deadline: float) -> None:
@@ -222,21 +237,22 @@ class TargetPoller:
                 return  # resume at the next collection
             job_type = types[cursor.type_index]
             try:
-                page = self.client.list_jobs_page(cluster_id, job_type, cursor.page_no, PAGE_SIZE, timeout=timeout)
+                page = self.client.list_jobs_page(
+                    cluster_id, job_type, cursor.page_no, PAGE_SIZE, timeout=timeout
+                )
             except CdmError as error:
-                self._call_failed("list_jobs", error, bucket)
+                self._call_failed(f"list_jobs@{cluster_id}", error, bucket)
                 with self._lock:
                     if not isinstance(error, RateLimited):
                         state.up = False
                         state.list_error = str(error)
                         state.listing = None  # start over next time: pages may have shifted
                 return
-            self._call_worked("list_jobs")
-            for summary in page.jobs:
-                if self.target.jobs.matches(summary.name):
-                    if summary.job_type is None:
-                        summary = replace(summary, job_type=job_type)
-                    cursor.jobs.setdefault(summary.name, summary)
+            self._call_worked(f"list_jobs@{cluster_id}")
+            for entry in page.jobs:
+                if self.target.jobs.matches(entry.name):
+                    typed = entry if entry.job_type is not None else replace(entry, job_type=job_type)
+                    cursor.jobs.setdefault(entry.name, typed)
             if _last_page(page, cursor.page_no) or cursor.page_no >= MAX_PAGES:
                 cursor.type_index += 1
                 cursor.page_no = 1
@@ -285,7 +301,9 @@ class TargetPoller:
                 continue
             slots -= 1
             futures.append(
-                self._executor.submit(self._run_claimed, key, self._fetch_status, job.cluster_id, job.name, deadline)
+                self._executor.submit(
+                    self._run_claimed, key, self._fetch_status, job.cluster_id, job.name, deadline
+                )
             )
         return futures
 
@@ -313,7 +331,7 @@ class TargetPoller:
         except CdmError as error:
             self._call_failed("job_status", error, bucket)
             return
-        self._call_worked("job_status")
+        self._call_worked(None)
         run = latest(runs)
         refreshed_at = self._wall()
         with self._lock:
@@ -331,8 +349,11 @@ class TargetPoller:
                 if end is not None:
                     new = replace(new, last_success=max(end, new.last_success or 0.0))
             new = replace(new, history_wanted=new.history_wanted or _missed_a_run(previous, run))
-            if run.status in FAILED_STATUSES and (previous is None or previous.submission_id != run.submission_id
-                                                  or previous.status != run.status):
+            if run.status in FAILED_STATUSES and (
+                previous is None
+                or previous.submission_id != run.submission_id
+                or previous.status != run.status
+            ):
                 self._log_failed_run(new.cluster_id, run)
         cluster = self._clusters.get(new.cluster_id)
         if cluster is not None and new.name in cluster.jobs:
@@ -370,7 +391,9 @@ class TargetPoller:
             key = ("history", job.cluster_id, job.name)
             if self._claim(key):
                 futures.append(
-                    self._executor.submit(self._run_claimed, key, self._read_history, job.cluster_id, job.name, deadline)
+                    self._executor.submit(
+                        self._run_claimed, key, self._read_history, job.cluster_id, job.name, deadline
+                    )
                 )
         return futures
 
@@ -389,11 +412,9 @@ class TargetPoller:
                 if job is not None:
                     self._clusters[cluster_id].jobs[job_name] = replace(job, history_at=started)
             return
-        self._call_worked("submissions")
+        self._call_worked(None)
         ends = [
-            r.last_update_date or r.execute_date or r.creation_date
-            for r in runs
-            if r.status == "SUCCEEDED"
+            r.last_update_date or r.execute_date or r.creation_date for r in runs if r.status == "SUCCEEDED"
         ]
         found = max((e for e in ends if e is not None), default=None)
         with self._lock:

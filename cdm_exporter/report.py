@@ -39,7 +39,9 @@ def _one_line(text: str, width: int) -> str:
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in (header, *rows)]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in (header, *rows)
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -72,7 +74,8 @@ def _target_lines(target: TargetView) -> list[str]:
         cluster_state = {True: "up", False: "DOWN", None: "not listed yet"}[cluster.up]
         status = cluster.cluster.status_name or "?"
         lines.append(
-            f"  cluster {cluster.cluster.name} ({cluster.cluster.id}): status {status}, job list {cluster_state}, "
+            f"  cluster {cluster.cluster.name} ({cluster.cluster.id}): status {status}, "
+            f"job list {cluster_state}, "
             f"{len(cluster.jobs)} job(s)"
         )
         if cluster.error:
@@ -93,10 +96,23 @@ def render_report(snapshot: Snapshot) -> str:
                 run = job.current_run
                 if run is not None and run.status in FAILED_STATUSES:
                     failures.append((cluster.cluster.name, job.name, run))
-    header = ("CLUSTER", "JOB", "STATUS", "PROGRESS", "ROWS READ", "ROWS WRITTEN", "BYTES WRITTEN", "LAST ERROR")
+    header = (
+        "CLUSTER",
+        "JOB",
+        "STATUS",
+        "PROGRESS",
+        "ROWS READ",
+        "ROWS WRITTEN",
+        "BYTES WRITTEN",
+        "LAST ERROR",
+    )
     out += ["", _table(header, rows) if rows else "no jobs found"]
     for cluster_name, job_name, run in failures:
-        out += ["", f"{cluster_name} / {job_name}: run {run.submission_id if run.submission_id is not None else '?'} FAILED"]
+        out += [
+            "",
+            f"{cluster_name} / {job_name}: run "
+            f"{'?' if run.submission_id is None else run.submission_id} FAILED",
+        ]
         if run.error_summary:
             out.append(f"  summary: {run.error_summary}")
         if run.error_details:

@@ -1,7 +1,8 @@
 """The exporter's WSGI application: ``/``, the metrics path, ``/probe``, health, readiness, reload.
 
-Every request but the two health probes passes basic auth first when the web config names users. A scrape refreshes the targets within the deadline Prometheus announces
-in ``X-Prometheus-Scrape-Timeout-Seconds`` (less a small offset), then renders what is known.
+Every request but the two health probes passes basic auth first when the web config names
+users. A scrape refreshes the targets within the deadline Prometheus announces in
+``X-Prometheus-Scrape-Timeout-Seconds`` (less a small offset), then renders what is known.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -67,7 +68,7 @@ class ExporterApp:
         self.web_config = web_config
         self.reload = reload
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(CdmCollector(lambda: exporter.snapshot()))
+        self.registry.register(CdmCollector(exporter.snapshot))
         if process_metrics:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
@@ -98,7 +99,9 @@ class ExporterApp:
             and not self.web_config.authorized(environ.get("HTTP_AUTHORIZATION"))
         ):
             return Response(
-                "401 Unauthorized", b"Unauthorized\n", headers=(("WWW-Authenticate", 'Basic realm="cdm-exporter"'),)
+                "401 Unauthorized",
+                b"Unauthorized\n",
+                headers=(("WWW-Authenticate", 'Basic realm="cdm-exporter"'),),
             )
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/-/reload":
@@ -164,13 +167,9 @@ class ExporterApp:
 
     def _landing(self) -> Response:
         rows = "".join(
-            "<tr><td><a href=\"/probe?target={q}\">{n}</a></td><td>{r}</td><td>{p}</td><td>{e}</td></tr>".format(
-                q=html.escape(t.name, quote=True),
-                n=html.escape(t.name),
-                r=html.escape(t.region),
-                p=html.escape(t.project_id),
-                e=html.escape(t.endpoint),
-            )
+            f'<tr><td><a href="/probe?target={html.escape(quote(t.name, safe=""), quote=True)}">'
+            f"{html.escape(t.name)}</a></td><td>{html.escape(t.region)}</td>"
+            f"<td>{html.escape(t.project_id)}</td><td>{html.escape(t.endpoint)}</td></tr>"
             for t in self.exporter.config.targets
         )
         page = f"""<!doctype html>
@@ -183,7 +182,8 @@ class ExporterApp:
 <li><a href="/-/healthy">Health</a> &middot; <a href="/-/ready">Readiness</a></li>
 </ul>
 <h2>Targets</h2>
-<table border="1" cellpadding="4"><tr><th>name (probe)</th><th>region</th><th>project</th><th>endpoint</th></tr>
+<table border="1" cellpadding="4">
+<tr><th>name (probe)</th><th>region</th><th>project</th><th>endpoint</th></tr>
 {rows}</table>
 </body></html>
 """

@@ -46,7 +46,9 @@ class Service:
             try:
                 config = load_config(self.config_file, os.environ)
             except ConfigError as error:
-                log.error("configuration reload rejected; keeping the running one", extra={"error": str(error)})
+                log.error(
+                    "configuration reload rejected; keeping the running one", extra={"error": str(error)}
+                )
                 return False, f"reload rejected, running configuration kept: {error}"
             self._redactor.secrets = tuple(config.secret_values())
             self.exporter.apply(config)

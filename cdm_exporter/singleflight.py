@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -42,8 +43,6 @@ class SingleFlight:
                 with self._lock:
                     self._current = None
             return True
-        try:
+        with contextlib.suppress(FutureTimeout):  # past our deadline: serve what is known
             future.result(timeout=max(0.0, deadline - self._clock()))
-        except FutureTimeout:
-            pass
         return False

@@ -31,7 +31,9 @@ class Histogram:
         self.total += seconds
 
     def merged(self, other: Histogram) -> Histogram:
-        return Histogram([a + b for a, b in zip(self.counts, other.counts, strict=True)], self.total + other.total)
+        return Histogram(
+            [a + b for a, b in zip(self.counts, other.counts, strict=True)], self.total + other.total
+        )
 
     def cumulative(self) -> list[tuple[str, float]]:
         """``(le, count)`` pairs as the exposition format wants them, ending with ``+Inf``."""

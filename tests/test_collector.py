@@ -27,7 +27,12 @@ def job_from_fixture(name: str, summary: JobSummary | None = None, **extra: obje
     return JobState(cluster_id="c-1", summary=summary, latest=run, fetched_key=summary.change_key, **extra)  # type: ignore[arg-type]
 
 
-def registry_for(*jobs: JobState, up: bool | None = True, cluster: Cluster = CLUSTER, telemetry: TelemetrySnapshot | None = None) -> CollectorRegistry:
+def registry_for(
+    *jobs: JobState,
+    up: bool | None = True,
+    cluster: Cluster = CLUSTER,
+    telemetry: TelemetrySnapshot | None = None,
+) -> CollectorRegistry:
     target = TargetView(
         name="t",
         project_id="p" * 32,
@@ -63,7 +68,9 @@ def test_seed_example_is_booting_at_one_percent() -> None:
 
 
 def test_succeeded_run_exports_every_counter_and_last_success() -> None:
-    reg = registry_for(job_from_fixture("succeeded_typo_user.json", last_success=1536916580.005, refreshed_at=1700000000.0))
+    reg = registry_for(
+        job_from_fixture("succeeded_typo_user.json", last_success=1536916580.005, refreshed_at=1700000000.0)
+    )
     job = {**IDS, "job_name": "jdbc2hive"}
     expected = {
         "cdm_job_read_rows": 1000,
@@ -149,7 +156,9 @@ def test_job_known_only_from_the_list_gets_status_and_list_counters() -> None:
 def test_newer_list_entry_wins_over_stale_fetched_run() -> None:
     fetched = job_from_fixture("seed_booting.json")
     newer = JobSummary(name="jdbc2hive", status="FAILED", execute_update_date=1.0)
-    reg = registry_for(JobState(cluster_id="c-1", summary=newer, latest=fetched.latest, fetched_key=fetched.fetched_key))
+    reg = registry_for(
+        JobState(cluster_id="c-1", summary=newer, latest=fetched.latest, fetched_key=fetched.fetched_key)
+    )
     job = {**IDS, "job_name": "jdbc2hive"}
     assert value(reg, "cdm_job_status", **job, status="FAILED") == 1
     assert value(reg, "cdm_job_status", **job, status="BOOTING") == 0
@@ -174,7 +183,10 @@ def test_target_health_budget_and_self_metrics() -> None:
     telemetry.observe("iam_token", "error", 3.0)
     reg = registry_for(up=False, telemetry=telemetry.snapshot())
     assert value(reg, "cdm_up", project_id="p" * 32, region="cn-north-4") == 0
-    assert value(reg, "cdm_api_budget_remaining", project_id="p" * 32, region="cn-north-4", policy="job_status") == 12
+    assert (
+        value(reg, "cdm_api_budget_remaining", project_id="p" * 32, region="cn-north-4", policy="job_status")
+        == 12
+    )
     assert value(reg, "cdm_api_requests_total", endpoint="job_status", code="429") == 1
     assert value(reg, "cdm_api_requests_total", endpoint="iam_token", code="error") == 1
     assert value(reg, "cdm_api_request_duration_seconds_bucket", endpoint="job_status", le="0.05") == 1

@@ -18,7 +18,11 @@ CHECK_PASSES = 3
 @click.command()
 @config_file_option
 @click.option(
-    "--timeout", type=click.FloatRange(1, 600), default=60.0, show_default=True, help="Seconds to spend collecting."
+    "--timeout",
+    type=click.FloatRange(1, 600),
+    default=60.0,
+    show_default=True,
+    help="Seconds to spend collecting.",
 )
 @logging_options
 def check(config_file: str | None, timeout: float, log_level: str, log_format: str) -> None:

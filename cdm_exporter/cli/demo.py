@@ -49,7 +49,9 @@ def demo_config(sim: Simulator) -> Config:
     envvar=env("simulator.listen-address"),
     help="Where the simulated CDM API listens (port 0 picks a free one).",
 )
-@click.option("--clusters", type=click.IntRange(1, 50), default=3, show_default=True, help="Simulated clusters.")
+@click.option(
+    "--clusters", type=click.IntRange(1, 50), default=3, show_default=True, help="Simulated clusters."
+)
 @click.option("--jobs", type=click.IntRange(1, 5000), default=12, show_default=True, help="Jobs per cluster.")
 @logging_options
 def demo(
@@ -70,9 +72,14 @@ def demo(
     except OSError as error:
         sim.stop()
         fail(f"--web.listen-address {listen_address}: {error.strerror or error}")
-    click.echo(f"CDM simulator:  {sim.url}  (IAM user {sim.settings.iam_user!r} in domain {sim.settings.iam_domain!r})")
+    click.echo(
+        f"CDM simulator:  {sim.url}  "
+        f"(IAM user {sim.settings.iam_user!r} in domain {sim.settings.iam_domain!r})"
+    )
     click.echo(f"cdm-exporter:   {http.url('/metrics')}")
-    click.echo(f"Open {http.url('/')} in a browser, or scrape {http.url('/metrics')} with Prometheus. Ctrl-C stops.")
+    click.echo(
+        f"Open {http.url('/')} in a browser, or scrape {http.url('/metrics')} with Prometheus. Ctrl-C stops."
+    )
     try:
         service.run_until_stopped()
     finally:

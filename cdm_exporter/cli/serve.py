@@ -53,8 +53,14 @@ def serve(
         parse_listen_address(listen_address)
     except ValueError as error:
         fail(f"--web.listen-address: {error}")
-    if not telemetry_path.startswith("/") or telemetry_path in ("/", "/probe") or telemetry_path.startswith("/-/"):
-        fail(f"--web.telemetry-path: {telemetry_path!r} must be a path starting with '/' and not a reserved one")
+    if (
+        not telemetry_path.startswith("/")
+        or telemetry_path in ("/", "/probe")
+        or telemetry_path.startswith("/-/")
+    ):
+        fail(
+            f"--web.telemetry-path: {telemetry_path!r} must start with '/' and not be a reserved path"
+        )
     config = load_or_exit(config_file)
     web_config: WebConfig | None = None
     if web_config_file:
