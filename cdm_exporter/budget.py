@@ -1,17 +1,22 @@
-"""Token buckets that keep the exporter inside CDM's per-user API rate limits.
+"""Rate limiters that keep the exporter inside CDM's per-user API rate limits.
 
 CDM counts requests per IAM user and API policy over a rolling minute (``cdm-api.md`` section 5):
 ``job_status`` (ShowJobStatus alone) and ``common`` (ListClusters, ShowJobs, ShowSubmissions).
-A bucket refills at ``rate_per_minute`` and holds at most a sixth of a minute's worth, so that in
-any 60 s window at most ``rate * 7/6`` requests go out: 116 for the default 100/min, below the 120
-the API allows. A 429 empties the bucket and pauses it, so a throttled exporter backs off instead
-of retrying.
+Each limiter is two rules at once:
+
+- a rolling-minute window: never more than ``rate_per_minute`` requests in any 60 s, so the
+  default 100/min stays below the 120 the API allows whatever the scrape pattern;
+- a token bucket refilling at the same rate and holding half a minute's worth, so the budget is
+  spread over the minute (fresh data every scrape) instead of spent in one burst.
+
+A 429 empties the bucket and pauses it, so a throttled exporter backs off instead of retrying.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,10 +32,12 @@ ENDPOINT_POLICY: dict[str, str] = {
 
 #: how long a bucket pauses after a 429 (Huawei advises retrying after 2-5 s)
 THROTTLE_PAUSE_SECONDS = 5.0
+#: the API's rate-limit window
+WINDOW_SECONDS = 60.0
 
 
 class TokenBucket:
-    """A thread-safe token bucket; one token is one API request."""
+    """A thread-safe token bucket under a rolling-minute cap; one token is one API request."""
 
     def __init__(
         self,
@@ -42,8 +49,10 @@ class TokenBucket:
     ) -> None:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be positive")
+        self.rate_per_minute = rate_per_minute
         self.rate_per_second = rate_per_minute / 60.0
-        self.capacity = capacity if capacity is not None else max(1.0, rate_per_minute / 6.0)
+        self.capacity = capacity if capacity is not None else max(1.0, rate_per_minute / 2.0)
+        self._sent: deque[float] = deque()  # times of the requests of the last minute
         self._clock = clock
         self._tokens = self.capacity if initial is None else initial
         self._updated = clock()
@@ -56,22 +65,30 @@ class TokenBucket:
             self._tokens = min(self.capacity, self._tokens + (now - start) * self.rate_per_second)
         self._updated = max(self._updated, now)
 
-    def try_acquire(self, tokens: float = 1.0) -> bool:
-        """Take ``tokens`` if they are there now; never waits."""
+    def _window_room(self, now: float) -> float:
+        while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
+            self._sent.popleft()
+        return self.rate_per_minute - len(self._sent)
+
+    def try_acquire(self) -> bool:
+        """Take one token if the bucket and the rolling minute allow it now; never waits."""
         with self._lock:
             now = self._clock()
             if now < self._paused_until:
                 return False
             self._refill(now)
-            if self._tokens >= tokens:
-                self._tokens -= tokens
+            if self._tokens >= 1.0 and self._window_room(now) >= 1.0:
+                self._tokens -= 1.0
+                self._sent.append(now)
                 return True
             return False
 
-    def refund(self, tokens: float = 1.0) -> None:
-        """Give back tokens taken for a request that was never sent."""
+    def refund(self) -> None:
+        """Give back the token of a request that was never sent."""
         with self._lock:
-            self._tokens = min(self.capacity, self._tokens + tokens)
+            self._tokens = min(self.capacity, self._tokens + 1.0)
+            if self._sent:
+                self._sent.pop()
 
     def throttled(self, pause: float = THROTTLE_PAUSE_SECONDS) -> None:
         """The API answered 429: spend everything and pause refilling for ``pause`` seconds."""
@@ -82,13 +99,13 @@ class TokenBucket:
             self._paused_until = max(self._paused_until, now + pause)
 
     def available(self) -> float:
-        """Tokens that could be taken now (0 while paused)."""
+        """Requests that could be sent now (0 while paused)."""
         with self._lock:
             now = self._clock()
             if now < self._paused_until:
                 return 0.0
             self._refill(now)
-            return self._tokens
+            return max(0.0, min(self._tokens, self._window_room(now)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +126,7 @@ class Budgets:
     ) -> None:
         self._per_minute = dict(per_minute)
         self._clock = clock
-        # a one-shot run (``check``) may spend a whole minute's budget at once: nothing else
-        # of ours runs in that minute
+        # a one-shot run (``check``) may spend a whole minute's budget at once
         self._full_minute = full_minute
         self._buckets: dict[BudgetKey, TokenBucket] = {}
         self._lock = threading.Lock()
