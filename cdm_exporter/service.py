@@ -42,7 +42,9 @@ class Service:
         """Re-read the configuration file; a bad one is rejected and the running one kept."""
         with self._reload_lock:
             if self.config_file is None:
-                return False, "no --config.file to reload (configured from the environment)"
+                message = "no --config.file to reload (configured from the environment)"
+                log.warning("configuration reload refused", extra={"reason": message})
+                return False, message
             try:
                 config = load_config(self.config_file, os.environ)
             except ConfigError as error:

@@ -20,8 +20,9 @@ close      the connection closed without any response
 ========== ==========================================================================
 
 ``job_name`` matches ShowJobStatus, a single-job ShowJobs (``cdm/job/{name}``) and
-ShowSubmissions (``jname``); never a job listing.  Any kind may also wait ``delay`` seconds first.  ``count`` applies the fault N times, then it
-is removed.  The command-line grammar is documented in :data:`SPEC_HELP`.
+ShowSubmissions (``jname``); never a job listing.  Any kind may also wait ``delay`` seconds
+first.  ``count`` applies the fault N times, then it is removed.  The command-line grammar is
+documented in :data:`SPEC_HELP`.
 """
 
 from __future__ import annotations

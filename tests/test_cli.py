@@ -1,0 +1,233 @@
+"""The command line: serve, check and demo as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
+
+from cdm_exporter.cli import cli
+from cdm_exporter.simulator import Simulator, SimulatorSettings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(path: Path, sim: Simulator, **extra: object) -> Path:
+    target = {
+        "name": "sim",
+        "region": sim.settings.region,
+        "project_id": sim.settings.project_id,
+        "endpoint": sim.url,
+        "iam_endpoint": sim.url,
+        "auth": {"password": {"domain": sim.settings.iam_domain, "user": sim.settings.iam_user,
+                              "password": sim.settings.iam_password}},
+        **extra,
+    }
+    path.write_text(yaml.safe_dump({"targets": [target]}))
+    return path
+
+
+def wait_for(url: str, check: object = None, timeout: float = 30.0) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            response = requests.get(url, timeout=10)
+            if response.status_code == 200 and (check is None or check(response.text)):  # type: ignore[operator]
+                return response
+        except requests.ConnectionError as error:
+            last = error
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer as expected within {timeout} s ({last})")
+
+
+def statuses(text: str) -> set[str]:
+    return {
+        s.labels["status"]
+        for family in text_string_to_metric_families(text)
+        if family.name == "cdm_job_status"
+        for s in family.samples
+        if s.value == 1
+    }
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(SimulatorSettings(clusters=2, jobs=5, rate_limit=0, time_scale=60)) as simulator:
+        yield simulator
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), env=env or {}, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+# --- bad flags and configuration -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["serve", "--web.listen-address", "nonsense"], "--web.listen-address"),
+        (["serve", "--log.level", "loud"], "--log.level"),
+        (["serve", "--log.format", "xml"], "--log.format"),
+        (["serve", "--web.telemetry-path", "metrics"], "--web.telemetry-path"),
+        (["serve", "--config.file", "/does/not/exist.yml"], "not found"),
+        (["check", "--timeout", "0"], "--timeout"),
+        (["serve", "--no-such-flag"], "--no-such-flag"),
+        (["demo", "--web.listen-address", "127.0.0.1:99999"], "HOST:PORT"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_flag(args: list[str], needle: str) -> None:
+    code, out, err = run_cli(*args)
+    assert code == 2, (out, err)
+    assert needle in err
+
+
+def test_no_config_and_no_environment_says_what_to_provide() -> None:
+    code, _, err = run_cli("serve")
+    assert code == 2
+    assert "HUAWEICLOUD_SDK_AK" in err and "--config.file" in err
+
+
+def test_bad_config_exits_2_with_one_line_naming_the_key(tmp_path: Path, sim: Simulator) -> None:
+    path = write_config(tmp_path / "c.yml", sim, regoin="x")
+    code, out, err = run_cli("check", "--config.file", str(path))
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "targets[0].regoin" in lines[0] and "did you mean 'region'" in lines[0]
+
+
+def test_bad_web_config_exits_2_naming_the_key(tmp_path: Path, sim: Simulator) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  alice: not-a-bcrypt-hash\n")
+    code, _, err = run_cli(
+        "serve", "--config.file", str(write_config(tmp_path / "c.yml", sim)), "--web.config.file", str(web)
+    )
+    assert code == 2
+    assert "basic_auth_users.alice" in err
+
+
+# --- check ---------------------------------------------------------------------------------------
+
+
+def test_check_prints_the_jobs_and_exits_0_when_all_worked(tmp_path: Path, sim: Simulator) -> None:
+    code, out, err = run_cli("check", "--config.file", str(write_config(tmp_path / "c.yml", sim)))
+    assert code == 0, err
+    assert "target sim" in out and ": up" in out
+    assert "CLUSTER" in out and "STATUS" in out and "ROWS WRITTEN" in out
+    for cluster in sim.world.clusters():
+        for job in sim.world.jobs(cluster.id):
+            assert job.name in out
+    assert sim.settings.iam_password not in out + err
+    failed = [
+        (c.name, j) for c in sim.world.clusters() for j in sim.world.jobs(c.id)
+        if j.latest is not None and j.latest.status == "FAILED"
+    ]
+    for cluster_name, job in failed:  # error details of failed runs are printed
+        assert f"{cluster_name} / {job.name}: run" in out
+        assert job.latest is not None and job.latest.error_summary
+        assert job.latest.error_summary[:40] in out
+
+
+def test_check_exits_1_when_a_target_fails(tmp_path: Path, sim: Simulator) -> None:
+    path = write_config(tmp_path / "c.yml", sim)
+    path.write_text(path.read_text().replace(sim.settings.iam_password, "wrong-password"))
+    code, out, _ = run_cli("check", "--config.file", str(path), "--timeout", "10")
+    assert code == 1
+    assert "DOWN" in out
+    assert "wrong-password" not in out
+
+
+# --- serve and demo as processes -------------------------------------------------------------------
+
+
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cdm_exporter", *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=20)
+    return process.returncode, out, err
+
+
+def test_serve_from_environment_only_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path) -> None:
+    with Simulator(SimulatorSettings(clusters=1, jobs=3, rate_limit=0)) as aksk_sim:
+        port = free_port()
+        region_var = "HUAWEICLOUD_SDK_REGION_CDM_" + aksk_sim.settings.region.upper().replace("-", "_")
+        process = spawn(
+            "serve",
+            env={
+                "CDM_EXPORTER_WEB_LISTEN_ADDRESS": f"127.0.0.1:{port}",  # the env twin of the flag
+                "CDM_EXPORTER_LOG_FORMAT": "json",
+                "HUAWEICLOUD_SDK_AK": aksk_sim.settings.access_key,
+                "HUAWEICLOUD_SDK_SK": aksk_sim.settings.secret_key,
+                "HUAWEICLOUD_SDK_PROJECT_ID": aksk_sim.settings.project_id,
+                "HUAWEICLOUD_SDK_REGION": aksk_sim.settings.region,
+                region_var: aksk_sim.url,
+            },
+        )
+        try:
+            up = f'cdm_up{{project_id="{aksk_sim.settings.project_id}",region="{aksk_sim.settings.region}"}} 1.0'
+            wait_for(f"http://127.0.0.1:{port}/metrics", lambda text: up in text)
+            process.send_signal(signal.SIGHUP)  # no file: the reload is refused, the process lives
+            wait_for(f"http://127.0.0.1:{port}/-/healthy")
+        finally:
+            code, _, err = stop(process)
+    assert code == 0, err
+    assert '"msg": "stopped"' in err
+    assert "no --config.file to reload" in err
+    assert aksk_sim.settings.secret_key not in err
+
+
+def test_serve_reloads_its_config_file_on_sighup(tmp_path: Path, sim: Simulator) -> None:
+    path = write_config(tmp_path / "c.yml", sim)
+    port = free_port()
+    process = spawn("serve", "--config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}")
+    try:
+        wait_for(f"http://127.0.0.1:{port}/-/ready")
+        data = yaml.safe_load(path.read_text())
+        data["targets"][0]["name"] = "renamed"
+        path.write_text(yaml.safe_dump(data))
+        process.send_signal(signal.SIGHUP)
+        wait_for(f"http://127.0.0.1:{port}/", lambda text: "probe?target=renamed" in text)
+    finally:
+        code, _, err = stop(process)
+    assert code == 0, err
+    assert "configuration reloaded" in err
+
+
+def test_demo_is_lively_within_40_seconds() -> None:
+    port = free_port()
+    process = spawn("demo", "--web.listen-address", f"127.0.0.1:{port}")
+    try:
+        wanted = {"RUNNING", "SUCCEEDED", "FAILED"}
+        wait_for(f"http://127.0.0.1:{port}/metrics", lambda text: wanted <= statuses(text), timeout=40)
+    finally:
+        code, out, err = stop(process)
+    assert code == 0, err
+    assert f"http://127.0.0.1:{port}/metrics" in out
+    assert "CDM simulator:" in out and "Open " in out

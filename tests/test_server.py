@@ -1,0 +1,210 @@
+"""The exporter's HTTP surface, served for real on 127.0.0.1 against the simulator."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_server import promtool_check_metrics, require_prometheus_tools
+
+from cdm_exporter.config import CollectionConfig, Config, Secret, TargetConfig, TokenAuthConfig, load_config
+from cdm_exporter.service import Service
+from cdm_exporter.simulator import Fault, Simulator, SimulatorSettings
+
+
+def sim_target(sim: Simulator, name: str = "sim", token: str | None = None) -> TargetConfig:
+    return TargetConfig(
+        name=name,
+        region=sim.settings.region,
+        project_id=sim.settings.project_id,
+        endpoint=sim.url,
+        iam_endpoint=sim.url,
+        auth=TokenAuthConfig(Secret(token or sim.settings.token)),
+    )
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(text: str, name: str, **labels: str) -> float | None:
+    return samples(text).get((name, frozenset(labels.items())))
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(SimulatorSettings(clusters=2, jobs=6, rate_limit=0, time_scale=60)) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., tuple[Service, str]]]:
+    started: list[Service] = []
+
+    def start(config: Config, **kwargs: object) -> tuple[Service, str]:
+        service = Service(config, **kwargs)  # type: ignore[arg-type]
+        http = service.start("127.0.0.1:0")
+        started.append(service)
+        return service, http.url()
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+def wait_ready(base: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if requests.get(f"{base}/-/ready", timeout=5).status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError("exporter never became ready")
+
+
+def test_metrics_landing_health_and_readiness(sim: Simulator, serve: Callable[..., tuple[Service, str]]) -> None:
+    _, base = serve(Config(targets=(sim_target(sim),)))
+    assert requests.get(f"{base}/-/healthy", timeout=5).text == "Healthy\n"
+    wait_ready(base)
+    response = requests.get(f"{base}/metrics", timeout=15)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert value(response.text, "cdm_up", project_id=sim.settings.project_id, region=sim.settings.region) == 1
+    assert "process_resident_memory_bytes" in response.text
+    landing = requests.get(base + "/", timeout=5)
+    assert landing.status_code == 200 and "text/html" in landing.headers["Content-Type"]
+    assert 'href="/metrics"' in landing.text and 'href="/probe?target=sim"' in landing.text
+    assert sim.settings.token not in landing.text
+    assert requests.get(f"{base}/nope", timeout=5).status_code == 404
+    assert requests.post(f"{base}/metrics", timeout=5).status_code == 405
+
+
+def test_not_ready_while_no_target_can_authenticate(sim: Simulator, serve: Callable[..., tuple[Service, str]]) -> None:
+    service, base = serve(Config(targets=(sim_target(sim, token="wrong-token"),)))
+    requests.get(f"{base}/metrics", timeout=15)
+    ready = requests.get(f"{base}/-/ready", timeout=5)
+    assert ready.status_code == 503
+    assert "authentication failed" in ready.text
+    assert requests.get(f"{base}/-/healthy", timeout=5).status_code == 200
+    assert service.exporter.ready()[0] is False
+
+
+def test_scrape_output_passes_promtool(sim: Simulator, serve: Callable[..., tuple[Service, str]]) -> None:
+    require_prometheus_tools()
+    _, base = serve(Config(targets=(sim_target(sim),)))
+    wait_ready(base)
+    text = requests.get(f"{base}/metrics", timeout=15).text
+    ok, output = promtool_check_metrics(text)
+    assert ok, output
+    assert output.strip() == "", output  # not even a lint warning
+
+
+def test_openmetrics_and_gzip_when_asked(sim: Simulator, serve: Callable[..., tuple[Service, str]]) -> None:
+    _, base = serve(Config(targets=(sim_target(sim),)))
+    wait_ready(base)
+    om = requests.get(f"{base}/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=15)
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert om.text.rstrip().endswith("# EOF")
+    raw = requests.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=15, stream=True)
+    assert raw.headers["Content-Encoding"] == "gzip"
+    body = gzip.decompress(raw.raw.read())
+    assert b"cdm_job_status{" in body
+
+
+def test_probe_serves_one_target_and_refuses_unknown_ones(
+    sim: Simulator, serve: Callable[..., tuple[Service, str]]
+) -> None:
+    with Simulator(SimulatorSettings(project_id="f" * 32, clusters=1, jobs=2, rate_limit=0)) as other:
+        config = Config(targets=(sim_target(sim, "a"), sim_target(other, "b")))
+        _, base = serve(config)
+        wait_ready(base)
+        both = requests.get(f"{base}/metrics", timeout=15).text
+        only_b = requests.get(f"{base}/probe", params={"target": "b"}, timeout=15)
+    assert only_b.status_code == 200
+    assert value(both, "cdm_up", project_id=sim.settings.project_id, region=sim.settings.region) == 1
+    assert value(both, "cdm_up", project_id="f" * 32, region=other.settings.region) == 1
+    assert value(only_b.text, "cdm_up", project_id="f" * 32, region=other.settings.region) == 1
+    assert value(only_b.text, "cdm_up", project_id=sim.settings.project_id, region=sim.settings.region) is None
+    assert "process_resident_memory_bytes" not in only_b.text
+    unknown = requests.get(f"{base}/probe", params={"target": "c"}, timeout=5)
+    assert unknown.status_code == 400
+    assert "unknown target 'c'" in unknown.text and "a, b" in unknown.text
+    assert requests.get(f"{base}/probe", timeout=5).status_code == 400
+
+
+def test_a_short_scrape_timeout_is_answered_in_time(sim: Simulator, serve: Callable[..., tuple[Service, str]]) -> None:
+    _, base = serve(Config(targets=(sim_target(sim),), collection=CollectionConfig(job_list_interval=0.0)))
+    wait_ready(base)
+    sim.add_fault(Fault(endpoint="job_status", kind="delay", delay=8.0))
+    started = time.monotonic()
+    response = requests.get(f"{base}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}, timeout=15)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert elapsed < 1.5, f"answered after {elapsed:.2f} s, past the 1.5 s scrape timeout"
+    # what is known is still served
+    assert value(response.text, "cdm_up", project_id=sim.settings.project_id, region=sim.settings.region) == 1
+    assert "cdm_job_status{" in response.text
+
+
+def test_five_concurrent_scrapes_share_one_collection(sim: Simulator, serve: Callable[..., tuple[Service, str]]) -> None:
+    service, base = serve(Config(targets=(sim_target(sim),), collection=CollectionConfig(discovery_interval=0.0)))
+    wait_ready(base)
+    sim.add_fault(Fault(endpoint="list_clusters", kind="delay", delay=1.0))
+    before = sim.stats.count("list_clusters")
+    barrier = threading.Barrier(5)
+    codes: list[int] = []
+
+    def scrape() -> None:
+        barrier.wait()
+        codes.append(requests.get(f"{base}/metrics", timeout=15).status_code)
+
+    threads = [threading.Thread(target=scrape) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert codes == [200] * 5
+    # discovery_interval 0 makes every collection list clusters: one call means one collection
+    assert sim.stats.count("list_clusters") - before == 1
+
+
+def test_reload_keeps_the_old_config_when_the_new_one_is_bad(
+    sim: Simulator, serve: Callable[..., tuple[Service, str]], tmp_path: Path
+) -> None:
+    path = tmp_path / "config.yml"
+
+    def write(targets: list[dict[str, object]]) -> None:
+        path.write_text(yaml.safe_dump({"targets": targets}))
+
+    def target(name: str) -> dict[str, object]:
+        return {
+            "name": name,
+            "region": sim.settings.region,
+            "project_id": sim.settings.project_id,
+            "endpoint": sim.url,
+            "iam_endpoint": sim.url,
+            "auth": {"token": sim.settings.token},
+        }
+
+    write([target("one")])
+    service, base = serve(load_config(path, {}), config_file=str(path))
+    write([target("one"), {**target("two"), "project_id": sim.settings.project_id.upper()}])
+    good = requests.post(f"{base}/-/reload", timeout=5)
+    assert good.status_code == 200, good.text
+    assert service.exporter.target_names == ["one", "two"]
+    write([{**target("three"), "regoin": "typo"}])
+    bad = requests.post(f"{base}/-/reload", timeout=5)
+    assert bad.status_code == 500
+    assert "regoin" in bad.text and "kept" in bad.text
+    assert service.exporter.target_names == ["one", "two"]
+    assert requests.get(f"{base}/-/reload", timeout=5).status_code == 405
