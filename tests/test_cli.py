@@ -34,8 +34,13 @@ def write_config(path: Path, sim: Simulator, **extra: object) -> Path:
         "project_id": sim.settings.project_id,
         "endpoint": sim.url,
         "iam_endpoint": sim.url,
-        "auth": {"password": {"domain": sim.settings.iam_domain, "user": sim.settings.iam_user,
-                              "password": sim.settings.iam_password}},
+        "auth": {
+            "password": {
+                "domain": sim.settings.iam_domain,
+                "user": sim.settings.iam_user,
+                "password": sim.settings.iam_password,
+            }
+        },
         **extra,
     }
     path.write_text(yaml.safe_dump({"targets": [target]}))
@@ -137,7 +142,9 @@ def test_check_prints_the_jobs_and_exits_0_when_all_worked(tmp_path: Path, sim: 
             assert job.name in out
     assert sim.settings.iam_password not in out + err
     failed = [
-        (c.name, j) for c in sim.world.clusters() for j in sim.world.jobs(c.id)
+        (c.name, j)
+        for c in sim.world.clusters()
+        for j in sim.world.jobs(c.id)
         if j.latest is not None and j.latest.status == "FAILED"
     ]
     for cluster_name, job in failed:  # error details of failed runs are printed
@@ -191,7 +198,8 @@ def test_serve_from_environment_only_reloads_on_sighup_and_stops_on_sigterm(tmp_
             },
         )
         try:
-            up = f'cdm_up{{project_id="{aksk_sim.settings.project_id}",region="{aksk_sim.settings.region}"}} 1.0'
+            settings = aksk_sim.settings
+            up = f'cdm_up{{project_id="{settings.project_id}",region="{settings.region}"}} 1.0'
             wait_for(f"http://127.0.0.1:{port}/metrics", lambda text: up in text)
             process.send_signal(signal.SIGHUP)  # no file: the reload is refused, the process lives
             wait_for(f"http://127.0.0.1:{port}/-/healthy")

@@ -73,7 +73,9 @@ def make_stack() -> Iterator[Callable[..., Stack]]:
         stack.sim.stop()
 
 
-def test_budget_is_never_exceeded_and_nothing_is_throttled_at_1000_jobs(make_stack: Callable[..., Stack]) -> None:
+def test_budget_is_never_exceeded_and_nothing_is_throttled_at_1000_jobs(
+    make_stack: Callable[..., Stack],
+) -> None:
     stack = make_stack({"clusters": 10, "jobs": 100, "rate_limit": 120})
     for _ in range(16):  # four minutes of 15 s scrapes
         stack.scrape()
@@ -100,7 +102,9 @@ def test_running_jobs_are_refreshed_first(make_stack: Callable[..., Stack]) -> N
     for _ in range(4):
         stack.scrape()
     cluster_id = stack.cluster_id()
-    names = [j.name for j in stack.sim.world.jobs(cluster_id) if j.list_status not in ("RUNNING", "BOOTING")][:2]
+    names = [j.name for j in stack.sim.world.jobs(cluster_id) if j.list_status not in ("RUNNING", "BOOTING")][
+        :2
+    ]
     for name in names:
         stack.sim.world.start_run(cluster_id, name, duration=3600)
     stack.scrape(advance=60.0)  # the list refresh sees them start; their status is fetched next
@@ -121,7 +125,9 @@ def test_running_jobs_are_refreshed_first(make_stack: Callable[..., Stack]) -> N
 def test_job_that_appears_starts_and_finishes_is_seen_within_one_list_interval(
     make_stack: Callable[..., Stack],
 ) -> None:
-    stack = make_stack({"clusters": 1, "jobs": 3, "rate_limit": 0}, job_list_interval=60.0, history_interval=0.0)
+    stack = make_stack(
+        {"clusters": 1, "jobs": 3, "rate_limit": 0}, job_list_interval=60.0, history_interval=0.0
+    )
     stack.scrape()
     cluster_id = stack.cluster_id()
     stack.sim.world.add_job(cluster_id, "brand-new")
@@ -142,7 +148,9 @@ def test_job_that_appears_starts_and_finishes_is_seen_within_one_list_interval(
 
 
 def test_vanished_jobs_and_clusters_go_away(make_stack: Callable[..., Stack]) -> None:
-    stack = make_stack({"clusters": 2, "jobs": 4, "rate_limit": 0}, job_list_interval=60.0, discovery_interval=300.0)
+    stack = make_stack(
+        {"clusters": 2, "jobs": 4, "rate_limit": 0}, job_list_interval=60.0, discovery_interval=300.0
+    )
     stack.scrape()
     first, second = stack.cluster_id(0), stack.cluster_id(1)
     victim = stack.sim.world.jobs(first)[0].name
@@ -160,7 +168,9 @@ def test_vanished_jobs_and_clusters_go_away(make_stack: Callable[..., Stack]) ->
 
 
 def test_last_success_is_right_across_seen_and_unseen_runs(make_stack: Callable[..., Stack]) -> None:
-    stack = make_stack({"clusters": 1, "jobs": 1, "rate_limit": 0}, job_list_interval=0.0, history_interval=0.0)
+    stack = make_stack(
+        {"clusters": 1, "jobs": 1, "rate_limit": 0}, job_list_interval=0.0, history_interval=0.0
+    )
     stack.scrape()
     cluster_id = stack.cluster_id()
     world = stack.sim.world
@@ -204,7 +214,9 @@ def test_last_success_is_right_across_seen_and_unseen_runs(make_stack: Callable[
     assert job.last_success == pytest.approx(unseen_end, abs=1.0)
 
 
-def test_a_429_is_not_retried_and_the_job_keeps_its_last_known_state(make_stack: Callable[..., Stack]) -> None:
+def test_a_429_is_not_retried_and_the_job_keeps_its_last_known_state(
+    make_stack: Callable[..., Stack],
+) -> None:
     stack = make_stack({"clusters": 1, "jobs": 5, "rate_limit": 0}, job_list_interval=600.0)
     stack.scrape()
     stack.scrape()

@@ -72,7 +72,9 @@ def wait_ready(base: str, timeout: float = 10.0) -> None:
     raise AssertionError("exporter never became ready")
 
 
-def test_metrics_landing_health_and_readiness(sim: Simulator, serve: Callable[..., tuple[Service, str]]) -> None:
+def test_metrics_landing_health_and_readiness(
+    sim: Simulator, serve: Callable[..., tuple[Service, str]]
+) -> None:
     _, base = serve(Config(targets=(sim_target(sim),)))
     assert requests.get(f"{base}/-/healthy", timeout=5).text == "Healthy\n"
     wait_ready(base)
@@ -89,7 +91,9 @@ def test_metrics_landing_health_and_readiness(sim: Simulator, serve: Callable[..
     assert requests.post(f"{base}/metrics", timeout=5).status_code == 405
 
 
-def test_not_ready_while_no_target_can_authenticate(sim: Simulator, serve: Callable[..., tuple[Service, str]]) -> None:
+def test_not_ready_while_no_target_can_authenticate(
+    sim: Simulator, serve: Callable[..., tuple[Service, str]]
+) -> None:
     service, base = serve(Config(targets=(sim_target(sim, token="wrong-token"),)))
     requests.get(f"{base}/metrics", timeout=15)
     ready = requests.get(f"{base}/-/ready", timeout=5)
@@ -112,7 +116,9 @@ def test_scrape_output_passes_promtool(sim: Simulator, serve: Callable[..., tupl
 def test_openmetrics_and_gzip_when_asked(sim: Simulator, serve: Callable[..., tuple[Service, str]]) -> None:
     _, base = serve(Config(targets=(sim_target(sim),)))
     wait_ready(base)
-    om = requests.get(f"{base}/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=15)
+    om = requests.get(
+        f"{base}/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=15
+    )
     assert om.headers["Content-Type"].startswith("application/openmetrics-text")
     assert om.text.rstrip().endswith("# EOF")
     raw = requests.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=15, stream=True)
@@ -134,7 +140,9 @@ def test_probe_serves_one_target_and_refuses_unknown_ones(
     assert value(both, "cdm_up", project_id=sim.settings.project_id, region=sim.settings.region) == 1
     assert value(both, "cdm_up", project_id="f" * 32, region=other.settings.region) == 1
     assert value(only_b.text, "cdm_up", project_id="f" * 32, region=other.settings.region) == 1
-    assert value(only_b.text, "cdm_up", project_id=sim.settings.project_id, region=sim.settings.region) is None
+    assert (
+        value(only_b.text, "cdm_up", project_id=sim.settings.project_id, region=sim.settings.region) is None
+    )
     assert "process_resident_memory_bytes" not in only_b.text
     unknown = requests.get(f"{base}/probe", params={"target": "c"}, timeout=5)
     assert unknown.status_code == 400
@@ -142,12 +150,16 @@ def test_probe_serves_one_target_and_refuses_unknown_ones(
     assert requests.get(f"{base}/probe", timeout=5).status_code == 400
 
 
-def test_a_short_scrape_timeout_is_answered_in_time(sim: Simulator, serve: Callable[..., tuple[Service, str]]) -> None:
+def test_a_short_scrape_timeout_is_answered_in_time(
+    sim: Simulator, serve: Callable[..., tuple[Service, str]]
+) -> None:
     _, base = serve(Config(targets=(sim_target(sim),), collection=CollectionConfig(job_list_interval=0.0)))
     wait_ready(base)
     sim.add_fault(Fault(endpoint="job_status", kind="delay", delay=8.0))
     started = time.monotonic()
-    response = requests.get(f"{base}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}, timeout=15)
+    response = requests.get(
+        f"{base}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}, timeout=15
+    )
     elapsed = time.monotonic() - started
     assert response.status_code == 200
     assert elapsed < 1.5, f"answered after {elapsed:.2f} s, past the 1.5 s scrape timeout"
@@ -156,8 +168,10 @@ def test_a_short_scrape_timeout_is_answered_in_time(sim: Simulator, serve: Calla
     assert "cdm_job_status{" in response.text
 
 
-def test_five_concurrent_scrapes_share_one_collection(sim: Simulator, serve: Callable[..., tuple[Service, str]]) -> None:
-    service, base = serve(Config(targets=(sim_target(sim),), collection=CollectionConfig(discovery_interval=0.0)))
+def test_five_concurrent_scrapes_share_one_collection(
+    sim: Simulator, serve: Callable[..., tuple[Service, str]]
+) -> None:
+    _, base = serve(Config(targets=(sim_target(sim),), collection=CollectionConfig(discovery_interval=0.0)))
     wait_ready(base)
     sim.add_fault(Fault(endpoint="list_clusters", kind="delay", delay=1.0))
     before = sim.stats.count("list_clusters")

@@ -58,9 +58,7 @@ def serve(
         or telemetry_path in ("/", "/probe")
         or telemetry_path.startswith("/-/")
     ):
-        fail(
-            f"--web.telemetry-path: {telemetry_path!r} must start with '/' and not be a reserved path"
-        )
+        fail(f"--web.telemetry-path: {telemetry_path!r} must start with '/' and not be a reserved path")
     config = load_or_exit(config_file)
     web_config: WebConfig | None = None
     if web_config_file:
