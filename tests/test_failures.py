@@ -1,0 +1,69 @@
+"""Failures are logged once per class and target, with the API's request id, never per job."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from cdm_exporter.config import CollectionConfig, Config, Secret, TargetConfig, TokenAuthConfig
+from cdm_exporter.errors import ServerError
+from cdm_exporter.exporter import Exporter
+from cdm_exporter.failures import FailureLog
+from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_first_failure_is_logged_repeats_are_counted_and_recovery_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    failures = FailureLog(logging.getLogger("t"), "prod", repeat_after=600, clock=clock)
+    error = ServerError("job_status", "boom", status=503, request_id="req-1")
+    with caplog.at_level(logging.INFO, "t"):
+        for _ in range(5):
+            failures.failed("job_status", error)
+        assert [r.getMessage() for r in caplog.records] == ["API call failed"]
+        record = caplog.records[0]
+        assert (record.target, record.kind, record.status, record.request_id) == ("prod", "server", 503, "req-1")  # type: ignore[attr-defined]
+        clock.now = 601
+        failures.failed("job_status", error)
+        assert caplog.records[-1].repeats_since_last_log == 4  # type: ignore[attr-defined]
+        failures.recovered("job_status")
+        assert caplog.records[-1].getMessage() == "API calls work again"
+        assert failures.failing() == []
+
+
+def test_a_fault_on_every_job_logs_one_line_per_target_not_per_job(caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock()
+    with Simulator(SimulatorSettings(clusters=1, jobs=8, rate_limit=0, clock=clock)) as sim:
+        target = TargetConfig(
+            name="sim",
+            region=sim.settings.region,
+            project_id=sim.settings.project_id,
+            endpoint=sim.url,
+            iam_endpoint=sim.url,
+            auth=TokenAuthConfig(Secret(sim.settings.token)),
+        )
+        exporter = Exporter(Config(targets=(target,), collection=CollectionConfig()), wall=clock, mono=clock)
+        try:
+            exporter.collect(10)
+            sim.add_fault(Fault(endpoint="job_status", status=500))
+            with caplog.at_level(logging.WARNING, "cdm_exporter.poller"):
+                for _ in range(3):
+                    clock.advance(15)
+                    exporter.collect(10)
+            calls = exporter.snapshot().telemetry.requests[("job_status", "500")]
+        finally:
+            exporter.close()
+    failed = [r for r in caplog.records if r.getMessage() == "API call failed"]
+    assert calls >= 8  # every job failed, on every scrape
+    assert len(failed) == 1
+    assert failed[0].endpoint == "job_status" and failed[0].status == 500  # type: ignore[attr-defined]
+    assert failed[0].request_id  # type: ignore[attr-defined]  # the simulator sends X-Request-Id
