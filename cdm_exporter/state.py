@@ -54,13 +54,16 @@ class JobState:
         return self.latest if self.latest_is_current else None
 
     def counters(self) -> Counters | None:
-        """Counters of the latest run: the run's own, else the list entry's (which carries some)."""
+        """Counters of the latest run: the run's own, else the list entry's (which carries some
+        while a run is under way) when that entry describes the same run."""
         run = self.current_run
         if run is not None and run.counters is not None:
             return run.counters
         s = self.summary
         if all(v is None for v in (s.rows_read, s.rows_written, s.bytes_read, s.bytes_written)):
-            return None if run is None else run.counters
+            return None
+        if run is not None and not _same_run(s, run):
+            return None  # the list entry is older than the fetched run: its counters are a past run's
         return Counters(
             rows_read=s.rows_read,
             rows_written=s.rows_written,
@@ -69,6 +72,15 @@ class JobState:
             files_read=s.files_read,
             files_written=s.files_written,
         )
+
+
+def _same_run(summary: JobSummary, run: Submission) -> bool:
+    started = run.execute_date or run.creation_date
+    return (
+        summary.execute_start_date is not None
+        and started is not None
+        and abs(summary.execute_start_date - started) < 1.0
+    )
 
 
 @dataclass

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from cdm_exporter import __version__
 from cdm_exporter.collector import CdmCollector, Snapshot
-from cdm_exporter.models import JOB_STATUSES, Cluster, JobSummary, latest, parse_submissions
+from cdm_exporter.models import JOB_STATUSES, Cluster, JobSummary, Submission, latest, parse_submissions
 from cdm_exporter.state import ClusterView, JobState, TargetView
 from cdm_exporter.telemetry import ApiTelemetry, TelemetrySnapshot
 
@@ -211,3 +211,12 @@ def test_registering_makes_no_call_and_hostile_names_render() -> None:
     assert value(reg, "cdm_job_status", **IDS, job_name=name, status="NEW") == 1
     text = generate_latest(reg).decode()
     assert 'job_name="quote\\" back\\\\slash\\nnewline/../%2F 数据 🚀"' in text
+
+
+@pytest.mark.parametrize(("list_started", "expected"), [(1000.0, 77.0), (500.0, None)])
+def test_list_counters_count_only_for_the_same_run(list_started: float, expected: float | None) -> None:
+    run = Submission(job_name="j", status="RUNNING", progress=50.0, submission_id=2, execute_date=1000.0)
+    summary = JobSummary(name="j", status="RUNNING", execute_start_date=list_started, rows_read=77)
+    job = JobState(cluster_id="c-1", summary=summary, latest=run, fetched_key=summary.change_key)
+    reg = registry_for(job)
+    assert value(reg, "cdm_job_read_rows", **IDS, job_name="j") == expected
