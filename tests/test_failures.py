@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+from sim_targets import sim_target
 
-from cdm_exporter.config import CollectionConfig, Config, Secret, TargetConfig, TokenAuthConfig
+from cdm_exporter.config import Config
 from cdm_exporter.errors import ServerError
 from cdm_exporter.exporter import Exporter
 from cdm_exporter.failures import FailureLog
@@ -30,11 +31,16 @@ def test_first_failure_is_logged_repeats_are_counted_and_recovery_is_logged(
         for _ in range(5):
             failures.failed("job_status", error)
         assert [r.getMessage() for r in caplog.records] == ["API call failed"]
-        record = caplog.records[0]
-        assert (record.target, record.kind, record.status, record.request_id) == ("prod", "server", 503, "req-1")  # type: ignore[attr-defined]
+        fields = vars(caplog.records[0])
+        assert [fields[k] for k in ("target", "kind", "status", "request_id")] == [
+            "prod",
+            "server",
+            503,
+            "req-1",
+        ]
         clock.now = 601
         failures.failed("job_status", error)
-        assert caplog.records[-1].repeats_since_last_log == 4  # type: ignore[attr-defined]
+        assert vars(caplog.records[-1])["repeats_since_last_log"] == 4
         failures.recovered("job_status")
         assert caplog.records[-1].getMessage() == "API calls work again"
         assert failures.failing() == []
@@ -43,15 +49,7 @@ def test_first_failure_is_logged_repeats_are_counted_and_recovery_is_logged(
 def test_a_fault_on_every_job_logs_one_line_per_target_not_per_job(caplog: pytest.LogCaptureFixture) -> None:
     clock = ManualClock()
     with Simulator(SimulatorSettings(clusters=1, jobs=8, rate_limit=0, clock=clock)) as sim:
-        target = TargetConfig(
-            name="sim",
-            region=sim.settings.region,
-            project_id=sim.settings.project_id,
-            endpoint=sim.url,
-            iam_endpoint=sim.url,
-            auth=TokenAuthConfig(Secret(sim.settings.token)),
-        )
-        exporter = Exporter(Config(targets=(target,), collection=CollectionConfig()), wall=clock, mono=clock)
+        exporter = Exporter(Config(targets=(sim_target(sim),)), wall=clock, mono=clock)
         try:
             exporter.collect(10)
             sim.add_fault(Fault(endpoint="job_status", status=500))
@@ -65,5 +63,6 @@ def test_a_fault_on_every_job_logs_one_line_per_target_not_per_job(caplog: pytes
     failed = [r for r in caplog.records if r.getMessage() == "API call failed"]
     assert calls >= 8  # every job failed, on every scrape
     assert len(failed) == 1
-    assert failed[0].endpoint == "job_status" and failed[0].status == 500  # type: ignore[attr-defined]
-    assert failed[0].request_id  # type: ignore[attr-defined]  # the simulator sends X-Request-Id
+    fields = vars(failed[0])
+    assert fields["endpoint"] == "job_status" and fields["status"] == 500
+    assert fields["request_id"]  # the simulator sends X-Request-Id

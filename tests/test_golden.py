@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
+from sim_targets import password_auth, sim_target
 
 from cdm_exporter.collector import CdmCollector
-from cdm_exporter.config import CollectionConfig, Config, PasswordAuthConfig, Secret, TargetConfig
+from cdm_exporter.config import Config
 from cdm_exporter.exporter import Exporter
 from cdm_exporter.simulator import ManualClock, Simulator, SimulatorSettings
 
@@ -25,15 +26,8 @@ def exposition() -> str:
     clock = ManualClock(1_700_000_000.0)
     settings = SimulatorSettings(clusters=3, jobs=5, seed=7, rate_limit=0, clock=clock)
     with Simulator(settings) as sim:
-        target = TargetConfig(
-            name="golden",
-            region=settings.region,
-            project_id=settings.project_id,
-            endpoint=sim.url,
-            iam_endpoint=sim.url,
-            auth=PasswordAuthConfig(settings.iam_domain, settings.iam_user, Secret(settings.iam_password)),
-        )
-        exporter = Exporter(Config(targets=(target,), collection=CollectionConfig()), wall=clock, mono=clock)
+        target = sim_target(sim, "golden", auth=password_auth(sim))
+        exporter = Exporter(Config(targets=(target,)), wall=clock, mono=clock)
         try:
             for _ in range(3):  # clusters and lists, then statuses, then run history
                 exporter.collect(30.0)

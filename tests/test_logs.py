@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cdm_exporter.config import Config, Secret, TargetConfig, TokenAuthConfig
 from cdm_exporter import logs
+from cdm_exporter.config import Config, Secret, TargetConfig, TokenAuthConfig
 from cdm_exporter.logs import (
     JsonFormatter,
     LogfmtFormatter,

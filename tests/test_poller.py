@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from sim_targets import sim_target
 
-from cdm_exporter.config import BudgetConfig, CollectionConfig, Config, Secret, TargetConfig, TokenAuthConfig
+from cdm_exporter.config import BudgetConfig, CollectionConfig, Config
 from cdm_exporter.exporter import Exporter
 from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
 from cdm_exporter.state import JobState
@@ -43,15 +44,7 @@ class Stack:
 
 
 def make_config(sim: Simulator, **collection: object) -> Config:
-    target = TargetConfig(
-        name="sim",
-        region=sim.settings.region,
-        project_id=sim.settings.project_id,
-        endpoint=sim.url,
-        iam_endpoint=sim.url,
-        auth=TokenAuthConfig(Secret(sim.settings.token)),
-    )
-    return Config(targets=(target,), collection=CollectionConfig(**collection))  # type: ignore[arg-type]
+    return Config(targets=(sim_target(sim),), collection=CollectionConfig(**collection))  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -13,21 +13,11 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import promtool_check_metrics, require_prometheus_tools
+from sim_targets import sim_target
 
-from cdm_exporter.config import CollectionConfig, Config, Secret, TargetConfig, TokenAuthConfig, load_config
+from cdm_exporter.config import CollectionConfig, Config, Secret, TokenAuthConfig, load_config
 from cdm_exporter.service import Service
 from cdm_exporter.simulator import Fault, Simulator, SimulatorSettings
-
-
-def sim_target(sim: Simulator, name: str = "sim", token: str | None = None) -> TargetConfig:
-    return TargetConfig(
-        name=name,
-        region=sim.settings.region,
-        project_id=sim.settings.project_id,
-        endpoint=sim.url,
-        iam_endpoint=sim.url,
-        auth=TokenAuthConfig(Secret(token or sim.settings.token)),
-    )
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -94,7 +84,7 @@ def test_metrics_landing_health_and_readiness(
 def test_not_ready_while_no_target_can_authenticate(
     sim: Simulator, serve: Callable[..., tuple[Service, str]]
 ) -> None:
-    service, base = serve(Config(targets=(sim_target(sim, token="wrong-token"),)))
+    service, base = serve(Config(targets=(sim_target(sim, auth=TokenAuthConfig(Secret("wrong-token"))),)))
     requests.get(f"{base}/metrics", timeout=15)
     ready = requests.get(f"{base}/-/ready", timeout=5)
     assert ready.status_code == 503
