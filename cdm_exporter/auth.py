@@ -29,6 +29,7 @@ from requests.auth import AuthBase
 from cdm_exporter import __version__
 from cdm_exporter.errors import CdmError, MalformedResponse, TimeoutError_, TransportError
 from cdm_exporter.http_errors import IAM_ENDPOINT, error_for, success_json
+from cdm_exporter.secret import Secret
 from cdm_exporter.signer import sign
 from cdm_exporter.transport import Deadline, Observer, new_session, send
 
@@ -51,29 +52,13 @@ _UNSIGNED_HEADERS = frozenset(
 _DEFAULT_TOKEN_LIFETIME = 3600.0
 
 
-class Secret:
-    """A secret string that does not show itself in ``repr``, ``str`` or f-strings."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str, what: str = "secret") -> None:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{what} must be a non-empty string")
-        if any(ch in value for ch in "\r\n\0"):
-            # would allow header injection; the message must not echo the value
-            raise ValueError(f"{what} must not contain line breaks or NUL characters")
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:  # pickling would write the value out
-        raise TypeError("a Secret cannot be pickled")
+def _secret(value: str, what: str) -> Secret:
+    """Check a credential before holding it; the message never echoes the value."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string")
+    if any(ch in value for ch in "\r\n\0"):  # would allow header injection
+        raise ValueError(f"{what} must not contain line breaks or NUL characters")
+    return Secret(value)
 
 
 def _fingerprint(value: str) -> str:
@@ -130,7 +115,7 @@ class TokenAuth(CdmAuth):
     """A fixed IAM token sent as ``X-Auth-Token``."""
 
     def __init__(self, token: str) -> None:
-        self._token = Secret(token.strip() if isinstance(token, str) else token, "token")
+        self._token = _secret(token.strip() if isinstance(token, str) else token, "token")
         self._identity = f"token:{_fingerprint(self._token.reveal())}"
 
     @property
@@ -211,7 +196,7 @@ class PasswordAuth(CdmAuth):
         self._url = f"{base}/v3/auth/tokens?nocatalog=true"
         self._domain = _plain(domain, "domain")
         self._user = _plain(user, "user")
-        self._password = Secret(password, "password")
+        self._password = _secret(password, "password")
         self._project_id = _plain(project_id, "project_id")
         self._session = session
         self._observer = observer
@@ -359,7 +344,7 @@ class PasswordAuth(CdmAuth):
                 status=raw.status,
                 request_id=raw.request_id,
             )
-        token = Secret(value, "token")
+        token = _secret(value, "token")
         payload = success_json(IAM_ENDPOINT, raw)
         body = payload.get("token") if isinstance(payload, dict) else None
         body = body if isinstance(body, dict) else {}
@@ -401,12 +386,12 @@ class AkSkAuth(CdmAuth):
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._access_key = Secret(
+        self._access_key = _secret(
             access_key.strip() if isinstance(access_key, str) else access_key, "access_key"
         )
-        self._secret_key = Secret(secret_key, "secret_key")
+        self._secret_key = _secret(secret_key, "secret_key")
         self._project_id = _plain(project_id, "project_id")
-        self._security_token = None if security_token is None else Secret(security_token, "security_token")
+        self._security_token = None if security_token is None else _secret(security_token, "security_token")
         self._clock = clock
         self._identity = f"aksk:{_fingerprint(self._access_key.reveal())}"
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from cdm_exporter.auth import AkSkAuth, CdmAuth, PasswordAuth, Secret, TokenAuth
+from cdm_exporter.auth import AkSkAuth, CdmAuth, PasswordAuth, TokenAuth
 from cdm_exporter.client import CdmClient
 from cdm_exporter.errors import (
     AuthError,
@@ -24,6 +24,7 @@ from cdm_exporter.errors import (
     TimeoutError_,
     TransportError,
 )
+from cdm_exporter.secret import Secret
 from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
 
 PASSWORD = "sim-password"

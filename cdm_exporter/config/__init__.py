@@ -3,6 +3,8 @@
 Use :func:`load_config`; every problem raises :class:`ConfigError` naming the dotted key to fix.
 """
 
+from cdm_exporter.secret import Secret
+
 from .errors import ConfigError
 from .loader import config_from_env, load_config, parse_config, parse_duration
 from .model import (
@@ -17,7 +19,6 @@ from .model import (
     TargetConfig,
     TokenAuthConfig,
 )
-from .secrets import Secret
 
 __all__ = [
     "JOB_TYPES",

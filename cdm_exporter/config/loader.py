@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from cdm_exporter.secret import Secret
+
 from .errors import ConfigError
 from .model import (
     BUDGET_WARN_ABOVE,
@@ -45,7 +47,7 @@ from .model import (
     endpoint_problem,
     is_plain_http_to_remote,
 )
-from .secrets import Secret, read_secret_file, readable_by_others, secret_from_env, secret_from_text
+from .secrets import read_secret_file, readable_by_others, secret_from_env, secret_from_text
 
 log = logging.getLogger("cdm_exporter.config")
 

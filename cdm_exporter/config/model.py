@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from cdm_exporter.secret import Secret
+
 from .errors import ConfigError
-from .secrets import Secret
 
 #: The job types ShowJobs can list; each is queried separately (cdm-api.md section 2.2).
 JOB_TYPES: tuple[str, ...] = ("NORMAL_JOB", "BATCH_JOB", "SCENARIO_JOB")
