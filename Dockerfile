@@ -5,10 +5,10 @@
 #   docker build -t cdm-exporter .
 #   docker run -p 9792:9792 -v "$PWD/config.yml:/etc/cdm-exporter/config.yml:ro" cdm-exporter
 #
-# The demo (a simulated CDM API plus an exporter scraping it; nothing to configure). Inside a
-# container it must listen on all interfaces, hence the flag:
+# The demo (a simulated CDM API plus an exporter scraping it; nothing to configure). The image sets
+# CDM_EXPORTER_WEB_LISTEN_ADDRESS=:9792, so serve and demo both listen on every interface:
 #
-#   docker run --rm -p 9792:9792 cdm-exporter demo --web.listen-address 0.0.0.0:9792
+#   docker run --rm -p 9792:9792 cdm-exporter demo
 #
 # The HEALTHCHECK speaks plain HTTP to port 9792. With TLS in --web.config.file or another
 # --web.listen-address port, override it (docker run --health-cmd ...) or disable it (--no-healthcheck).
@@ -41,7 +41,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    CDM_EXPORTER_WEB_LISTEN_ADDRESS=:9792
 
 # Install from the builder's wheels only (--no-index: nothing is fetched here); the bind mount keeps
 # the wheel files themselves out of the image. Byte code is compiled at install time, so nothing

@@ -163,7 +163,10 @@ def test_entrypoint_and_cmd(final: Stage) -> None:
     assert json.loads(final.all("ENTRYPOINT")[-1]) == ["cdm-exporter"]
     assert "cdm-exporter" in PYPROJECT["project"]["scripts"]
     assert json.loads(final.all("CMD")[-1]) == ["serve", "--config.file", CONFIG_PATH]
-    assert f"demo --web.listen-address 0.0.0.0:{DEFAULT_PORT}" in DOCKERFILE.read_text()
+    # `docker run IMAGE demo` must be reachable from outside the container: the image makes every
+    # command listen on all interfaces through the environment twin of --web.listen-address
+    env = " ".join(final.all("ENV"))
+    assert f"CDM_EXPORTER_WEB_LISTEN_ADDRESS=:{DEFAULT_PORT}" in env
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
