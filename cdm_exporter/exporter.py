@@ -52,7 +52,10 @@ class Exporter:
         self._targets: dict[str, _Target] = {}
         self._collection: CollectionConfig | None = None
         self._budgets: Budgets | None = None
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cdm-target")
+        # one worker per target and concurrent scrape: a scrape joining another's collection waits
+        # in its worker, and must never queue the collection it waits for behind itself
+        # (threads are started only as needed)
+        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cdm-target")
         self._durations: dict[str | None, float] = {}
         self.collections = 0  # completed collect() calls, for /-/ready and tests
         self.config = config
