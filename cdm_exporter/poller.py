@@ -212,7 +212,6 @@ class TargetPoller:
                 if c.listing is not None
                 or c.listed_at is None
                 or now - c.listed_at >= self.collection.job_list_interval
-                or c.up is False
             ]
         for cluster_id in due:
             key = ("list", cluster_id, "")
@@ -247,6 +246,9 @@ class TargetPoller:
                         state.up = False
                         state.list_error = str(error)
                         state.listing = None  # start over next time: pages may have shifted
+                        # retried at the list interval like a success, so a broken cluster cannot
+                        # spend the shared budget the healthy ones need
+                        state.listed_at = self._mono()
                 return
             self._call_worked(f"list_jobs@{cluster_id}")
             for entry in page.jobs:
@@ -276,8 +278,8 @@ class TargetPoller:
 
     # --- 3. job status -----------------------------------------------------------------------
 
-    def _status_order(self) -> list[JobState]:
-        """Jobs in the order their status should be fetched (design.md section 4, step 3)."""
+    def _status_order(self) -> tuple[list[JobState], list[JobState], list[JobState]]:
+        """Running, changed and other jobs, each oldest-refreshed first (design.md section 4)."""
         with self._lock:
             jobs = [j for c in self._clusters.values() for j in c.jobs.values()]
 
@@ -287,13 +289,20 @@ class TargetPoller:
         active = sorted((j for j in jobs if j.active), key=age)
         changed = sorted((j for j in jobs if not j.active and j.changed_since_fetch), key=age)
         rest = sorted((j for j in jobs if not j.active and not j.changed_since_fetch), key=age)
-        return active + changed + rest
+        return active, changed, rest
 
     def _start_status_fetches(self, deadline: float) -> list[Future[None]]:
         bucket = self._bucket("job_status")
         slots = int(bucket.available())
+        active, changed, rest = self._status_order()
+        # Running jobs come first, but when they alone would take every call, a quarter is kept
+        # for jobs whose list entry changed: a run that ended must be read (its error, counters,
+        # last success) even while more jobs run than the budget can refresh.
+        reserve = min(len(changed), max(1, slots // 4)) if len(active) >= slots else 0
+        first = active[: max(0, slots - reserve)]
+        ordered = first + changed + active[len(first) :] + rest
         futures = []
-        for job in self._status_order():
+        for job in ordered:
             if slots <= 0:
                 break
             key = ("status", job.cluster_id, job.name)

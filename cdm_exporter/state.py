@@ -30,8 +30,15 @@ class JobState:
 
     @property
     def latest_is_current(self) -> bool:
-        """True when no newer list entry has arrived since the status fetch."""
-        return self.latest is not None and self.fetched_key == self.summary.change_key
+        """True when the list entry says nothing newer than the fetched run: unchanged since the
+        fetch, or describing the same run in the same state (a running job's entry changes with
+        every update of its counters, which is no reason to distrust the fetched run)."""
+        run = self.latest
+        if run is None:
+            return False
+        if self.fetched_key == self.summary.change_key:
+            return True
+        return _same_run(self.summary, run) and _agrees(self.summary.status, run.status)
 
     @property
     def status(self) -> str | None:
@@ -46,7 +53,7 @@ class JobState:
 
     @property
     def changed_since_fetch(self) -> bool:
-        return self.latest is None or self.fetched_key != self.summary.change_key
+        return not self.latest_is_current
 
     @property
     def current_run(self) -> Submission | None:
@@ -72,6 +79,14 @@ class JobState:
             files_read=s.files_read,
             files_written=s.files_written,
         )
+
+
+#: list status -> the run statuses it stands for (the list reports FAILED for FAILURE_ON_SUBMIT)
+_LIST_STATUS_MEANS = {"FAILED": ("FAILED", "FAILURE_ON_SUBMIT"), "NEW": ("NEW", "NEVER_EXECUTED")}
+
+
+def _agrees(list_status: str | None, run_status: str | None) -> bool:
+    return list_status is None or run_status in _LIST_STATUS_MEANS.get(list_status, (list_status,))
 
 
 def _same_run(summary: JobSummary, run: Submission) -> bool:

@@ -67,7 +67,9 @@ class ApiTelemetry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str], int] = {}
+        # throttling starts at 0, so that rate() sees the first 429s (a series that appears with
+        # its first increment has no earlier sample to rate against)
+        self._requests: dict[tuple[str, str], int] = {(endpoint, "429"): 0 for endpoint in ENDPOINTS[1:]}
         self._durations: dict[str, Histogram] = {}
 
     def observe(self, endpoint: str, code: str, seconds: float) -> None:

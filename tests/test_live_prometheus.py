@@ -19,7 +19,8 @@ second:
     CdmExporterApiDown, HTTP 429s CdmExporterThrottled, a stopped cluster CdmClusterNotNormal and
     CdmClusterUnreachable, the dead target CdmExporterDown.
 
-The last test documents an exporter bug (strict xfail). Waits poll against deadlines.
+The last test guards the changed-job reserve of the poller's status priorities. Waits poll
+against deadlines.
 """
 
 from __future__ import annotations
@@ -799,12 +800,6 @@ def test_unreachable_exporter_fires_cdm_exporter_down(alerting: Alerting) -> Non
 # --- last: needs the STARVED_* runs to have ended a while ago ----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StarvedJob,
-    reason="exporter bug: when more jobs run than status calls fit in a scrape, a job whose run ended "
-    "is never fetched again (poller.TargetPoller._status_order puts every running job first)",
-)
 def test_runs_that_end_while_others_run_are_fetched(monitored: Monitored) -> None:
     """Runs that end while many other jobs run: their error summary and last success must show.
 
