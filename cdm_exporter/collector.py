@@ -92,6 +92,19 @@ class Snapshot:
     scrape_duration: float | None
 
 
+def _label(value: str) -> str:
+    """``value`` as a label value the exposition can encode: a lone surrogate (which a JSON
+    ``\\udxxx`` escape in an API answer can produce) becomes U+FFFD instead of failing the
+    whole scrape with ``UnicodeEncodeError``."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in value)
+    return value
+
+
 def _flag(value: bool | None) -> str:
     return "" if value is None else ("true" if value else "false")
 
@@ -172,7 +185,7 @@ class _JobFamilies:
                 )
             )
         if status is not None and status not in JOB_STATUSES:
-            samples.append(Sample("cdm_job_status", {**labels, "status": status}, 1.0))
+            samples.append(Sample("cdm_job_status", {**labels, "status": _label(status)}, 1.0))
 
         run = job.current_run
         summary = job.summary
@@ -204,30 +217,27 @@ class _JobFamilies:
                 family.samples.append(Sample(family.name, labels, float(value)))
 
         latest = job.latest
-        self.info.add_metric(
-            (
-                *ids,
-                summary.job_type or "",
-                (latest.external_id if latest else None) or summary.external_id or "",
-                (latest.creation_user if latest else None) or summary.creation_user or "",
-                (latest.last_update_user if latest else None) or summary.update_user or "",
-                _flag(
-                    latest.is_incrementing
-                    if latest and latest.is_incrementing is not None
-                    else summary.is_incremental
-                ),
-                _flag(latest.is_execute_auto if latest else None),
-                _flag(latest.is_delete_job if latest else None),
-                (latest.is_stopping_increment if latest else None) or "",
-                summary.from_connector or "",
-                summary.to_connector or "",
-                summary.from_link or "",
-                summary.to_link or "",
+        info = (
+            summary.job_type or "",
+            (latest.external_id if latest else None) or summary.external_id or "",
+            (latest.creation_user if latest else None) or summary.creation_user or "",
+            (latest.last_update_user if latest else None) or summary.update_user or "",
+            _flag(
+                latest.is_incrementing
+                if latest and latest.is_incrementing is not None
+                else summary.is_incremental
             ),
-            1.0,
+            _flag(latest.is_execute_auto if latest else None),
+            _flag(latest.is_delete_job if latest else None),
+            (latest.is_stopping_increment if latest else None) or "",
+            summary.from_connector or "",
+            summary.to_connector or "",
+            summary.from_link or "",
+            summary.to_link or "",
         )
+        self.info.add_metric((*ids, *map(_label, info)), 1.0)
         if run is not None and run.status in FAILED_STATUSES:
-            self.error.add_metric((*ids, (run.error_summary or "")[:ERROR_SUMMARY_MAX]), 1.0)
+            self.error.add_metric((*ids, _label((run.error_summary or "")[:ERROR_SUMMARY_MAX])), 1.0)
 
 
 def _cluster_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
@@ -252,13 +262,13 @@ def _cluster_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
             if cluster.id in seen:  # the same cluster reached through two targets
                 continue
             seen.add(cluster.id)
-            ids = (cluster.id, cluster.name)
-            info.add_metric((*ids, target.project_id, target.region, cluster.version or ""), 1.0)
+            ids = (_label(cluster.id), _label(cluster.name))
+            info.add_metric((*ids, target.project_id, target.region, _label(cluster.version or "")), 1.0)
             current = cluster.status_name
             for name in CLUSTER_STATUSES.values():
                 status.add_metric((*ids, name), 1.0 if current == name else 0.0)
             if current is not None and current not in CLUSTER_STATUSES.values():
-                status.add_metric((*ids, current), 1.0)
+                status.add_metric((*ids, _label(current)), 1.0)
             if view.up is not None:
                 up.add_metric(ids, 1.0 if view.up else 0.0)
     yield from (info, status, up)
@@ -275,15 +285,19 @@ def _target_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
         "Requests the exporter may still send now under its per-minute budget of each API policy.",
         labels=("project_id", "region", "policy"),
     )
-    seen: set[tuple[str, str]] = set()
+    # Several targets may share a project and region (other credentials, other job filters):
+    # the series is the worst of them, so that no failing target hides behind a healthy one.
+    ups: dict[tuple[str, str], float] = {}
+    budgets: dict[tuple[str, str, str], float] = {}
     for target in targets:
         key = (target.project_id, target.region)
-        if key in seen:
-            continue
-        seen.add(key)
-        up.add_metric(key, 1.0 if target.up else 0.0)
-        for policy, remaining in sorted(target.budget_remaining.items()):
-            budget.add_metric((*key, policy), float(int(remaining)))
+        ups[key] = min(ups.get(key, 1.0), 1.0 if target.up else 0.0)
+        for policy, remaining in target.budget_remaining.items():
+            budgets[(*key, policy)] = min(budgets.get((*key, policy), remaining), remaining)
+    for key, value in ups.items():
+        up.add_metric(key, value)
+    for labels, remaining in sorted(budgets.items()):
+        budget.add_metric(labels, float(int(remaining)))
     yield from (up, budget)
 
 
@@ -322,7 +336,7 @@ def families(snapshot: Snapshot) -> list[Metric]:
                 if key in seen:
                     continue
                 seen.add(key)
-                jobs.add((cluster.cluster.id, cluster.cluster.name, job.name), job)
+                jobs.add((_label(cluster.cluster.id), _label(cluster.cluster.name), _label(job.name)), job)
     return [
         *jobs.all(),
         *_cluster_families(snapshot.targets),

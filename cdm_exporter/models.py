@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
@@ -77,17 +78,23 @@ def as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return _float_sized(value)
     if isinstance(value, float):
         return int(value) if math.isfinite(value) and value.is_integer() else None
     if isinstance(value, str):
         text = value.strip()
         try:
-            return int(text)
+            return _float_sized(int(text))
         except ValueError:
             number = as_float(text)
             return int(number) if number is not None and number.is_integer() else None
     return None
+
+
+def _float_sized(value: int) -> int | None:
+    """``value``, or None when it is beyond the float range: JSON integers are unbounded, but
+    every sample value is a float (``float(10**400)`` raises ``OverflowError``)."""
+    return value if -sys.float_info.max <= value <= sys.float_info.max else None
 
 
 def as_float(value: Any) -> float | None:

@@ -145,7 +145,8 @@ class TargetPoller:
         return min(self.collection.read_timeout, left)
 
     def _call_failed(self, scope: str, error: CdmError, bucket: TokenBucket | None) -> None:
-        if isinstance(error, RateLimited) and bucket is not None:
+        # a 429 pauses the bucket of the API that sent it (IAM's limits are not CDM's budgets)
+        if isinstance(error, RateLimited) and bucket is not None and error.endpoint != "iam_token":
             bucket.throttled()
         if isinstance(error, AuthError):
             with self._lock:
@@ -181,8 +182,7 @@ class TargetPoller:
         except CdmError as error:
             self._call_failed("list_clusters", error, bucket)
             with self._lock:
-                if not isinstance(error, RateLimited):  # throttling says nothing about reachability
-                    self._clusters_ok = False
+                self._clusters_ok = False  # a 429 too (design.md section 6): the list did not work
                 self._error = str(error)
             return
         self._call_worked("list_clusters")
@@ -242,9 +242,9 @@ class TargetPoller:
             except CdmError as error:
                 self._call_failed(f"list_jobs@{cluster_id}", error, bucket)
                 with self._lock:
-                    if not isinstance(error, RateLimited):
-                        state.up = False
-                        state.list_error = str(error)
+                    state.up = False  # a 429 too (design.md section 6)
+                    state.list_error = str(error)
+                    if not isinstance(error, RateLimited):  # throttled: resume where it stopped
                         state.listing = None  # start over next time: pages may have shifted
                         # retried at the list interval like a success, so a broken cluster cannot
                         # spend the shared budget the healthy ones need

@@ -118,7 +118,8 @@ def render_report(snapshot: Snapshot) -> str:
         if run.error_details:
             details = run.error_details[:ERROR_DETAILS_MAX]
             out.append(textwrap.indent(details, "  | "))
-    return "\n".join(out)
+    # a lone surrogate (from a JSON "\\udxxx" escape in an API answer) cannot be printed as UTF-8
+    return "\n".join(out).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def target_failed(snapshot: Snapshot) -> bool:

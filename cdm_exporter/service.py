@@ -13,7 +13,7 @@ from cdm_exporter.config.errors import ConfigError
 from cdm_exporter.config.webconfig import WebConfig
 from cdm_exporter.exporter import Exporter
 from cdm_exporter.httpserver import HTTPServer
-from cdm_exporter.logs import RedactingFilter
+from cdm_exporter.logs import redact_secrets
 from cdm_exporter.server import ExporterApp
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,7 @@ class Service:
         self.config_file = config_file
         self.web_config = web_config
         self.exporter = exporter or Exporter(config)
-        self._redactor = RedactingFilter(config.secret_values())
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(self._redactor)
+        self._redactor = redact_secrets(config.secret_values())
         self._stopped = threading.Event()
         self._reload_lock = threading.Lock()
         self.http: HTTPServer | None = None

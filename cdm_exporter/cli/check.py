@@ -9,6 +9,7 @@ import click
 
 from cdm_exporter.cli.options import config_file_option, load_or_exit, logging_options, start_logging
 from cdm_exporter.exporter import Exporter
+from cdm_exporter.logs import redact_secrets
 from cdm_exporter.report import render_report, target_failed
 
 #: collections run by check: clusters and lists, then statuses, then run history
@@ -32,6 +33,7 @@ def check(config_file: str | None, timeout: float, log_level: str, log_format: s
     """
     start_logging(log_level, log_format)
     config = load_or_exit(config_file)
+    redact_secrets(config.secret_values())
     exporter = Exporter(config, full_minute_budget=True)
     deadline = time.monotonic() + timeout
     try:

@@ -367,6 +367,15 @@ def _string(value: object, key: str) -> str:
     raise ConfigError(key, f"expected a string, got {_describe(value)}{hint}")
 
 
+def _single_line(value: str, key: str) -> str:
+    """A name sent to IAM (domain, user): the client refuses blank ones and line breaks."""
+    if not value.strip():
+        raise ConfigError(key, "must not be blank")
+    if any(ch in value for ch in "\r\n\0"):
+        raise ConfigError(key, "must be a single line (it contains a line break or NUL)")
+    return value
+
+
 def _integer(value: object, key: str) -> int:
     # bool is a subclass of int, and YAML 1.1 turns "yes"/"no" into booleans: reject them here.
     if isinstance(value, int) and not isinstance(value, bool):
@@ -515,8 +524,12 @@ def _auth(value: object, path: str, context: _Context) -> AuthConfig:
         sub = _join(path, "password")
         password = _mapping(auth["password"], sub, PASSWORD_KEYS)
         return PasswordAuthConfig(
-            domain=_string(_required(password, sub, "domain"), _join(sub, "domain")),
-            user=_string(_required(password, sub, "user"), _join(sub, "user")),
+            domain=_single_line(
+                _string(_required(password, sub, "domain"), _join(sub, "domain")), _join(sub, "domain")
+            ),
+            user=_single_line(
+                _string(_required(password, sub, "user"), _join(sub, "user")), _join(sub, "user")
+            ),
             password=_secret(password, sub, "password", context),
         )
     sub = _join(path, "aksk")

@@ -34,6 +34,8 @@ def secret_from_text(text: str, key: str, source: str) -> Secret:
     """Wrap ``text`` after checking it is usable; ``source`` describes where it came from."""
     if not text:
         raise ConfigError(key, f"{source} is empty")
+    if not text.strip():  # the client would refuse it when the exporter starts (auth._secret)
+        raise ConfigError(key, f"{source} is blank (only whitespace)")
     if _CONTROL.search(text):
         raise ConfigError(
             key, f"{source} contains a line break or another control character (value not shown)"
