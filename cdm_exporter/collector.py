@@ -92,19 +92,6 @@ class Snapshot:
     scrape_duration: float | None
 
 
-def _label(value: str) -> str:
-    """``value`` as a label value the exposition can encode: a lone surrogate (which a JSON
-    ``\\udxxx`` escape in an API answer can produce) becomes U+FFFD instead of failing the
-    whole scrape with ``UnicodeEncodeError``."""
-    if value.isascii():
-        return value
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in value)
-    return value
-
-
 def _flag(value: bool | None) -> str:
     return "" if value is None else ("true" if value else "false")
 
@@ -185,7 +172,7 @@ class _JobFamilies:
                 )
             )
         if status is not None and status not in JOB_STATUSES:
-            samples.append(Sample("cdm_job_status", {**labels, "status": _label(status)}, 1.0))
+            samples.append(Sample("cdm_job_status", {**labels, "status": status}, 1.0))
 
         run = job.current_run
         summary = job.summary
@@ -235,9 +222,9 @@ class _JobFamilies:
             summary.from_link or "",
             summary.to_link or "",
         )
-        self.info.add_metric((*ids, *map(_label, info)), 1.0)
+        self.info.add_metric((*ids, *info), 1.0)
         if run is not None and run.status in FAILED_STATUSES:
-            self.error.add_metric((*ids, _label((run.error_summary or "")[:ERROR_SUMMARY_MAX])), 1.0)
+            self.error.add_metric((*ids, (run.error_summary or "")[:ERROR_SUMMARY_MAX]), 1.0)
 
 
 def _cluster_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
@@ -262,13 +249,13 @@ def _cluster_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
             if cluster.id in seen:  # the same cluster reached through two targets
                 continue
             seen.add(cluster.id)
-            ids = (_label(cluster.id), _label(cluster.name))
-            info.add_metric((*ids, target.project_id, target.region, _label(cluster.version or "")), 1.0)
+            ids = (cluster.id, cluster.name)
+            info.add_metric((*ids, target.project_id, target.region, cluster.version or ""), 1.0)
             current = cluster.status_name
             for name in CLUSTER_STATUSES.values():
                 status.add_metric((*ids, name), 1.0 if current == name else 0.0)
             if current is not None and current not in CLUSTER_STATUSES.values():
-                status.add_metric((*ids, _label(current)), 1.0)
+                status.add_metric((*ids, current), 1.0)
             if view.up is not None:
                 up.add_metric(ids, 1.0 if view.up else 0.0)
     yield from (info, status, up)
@@ -336,7 +323,7 @@ def families(snapshot: Snapshot) -> list[Metric]:
                 if key in seen:
                     continue
                 seen.add(key)
-                jobs.add((_label(cluster.cluster.id), _label(cluster.cluster.name), _label(job.name)), job)
+                jobs.add((cluster.cluster.id, cluster.cluster.name, job.name), job)
     return [
         *jobs.all(),
         *_cluster_families(snapshot.targets),

@@ -62,7 +62,7 @@ class ShapeError(ValueError):
 
 def as_str(value: Any) -> str | None:
     if isinstance(value, str):
-        return value
+        return _encodable(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -72,6 +72,19 @@ def as_str(value: Any) -> str | None:
     if isinstance(value, float) and math.isfinite(value):
         return str(value)
     return None
+
+
+def _encodable(value: str) -> str:
+    """``value`` with lone surrogates (from a JSON ``\\udxxx`` escape) as U+FFFD: such a string
+    cannot be encoded as UTF-8, so it would break every exposition, log line and report it
+    reached. Done here, once, so that everything downstream holds encodable text."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in value)
+    return value
 
 
 def as_int(value: Any) -> int | None:

@@ -422,7 +422,7 @@ def test_lone_surrogate_and_huge_numbers_break_neither_scrape_nor_check(
     assert exp.value("cdm_cluster_up", **ids) == 1
 
     assert checked.returncode == 0, checked.stderr[-2000:]
-    assert "bad\\ud800name" in checked.stdout and "good" in checked.stdout
+    assert "bad\ufffdname" in checked.stdout and "good" in checked.stdout
 
 
 # --- broken configuration through the real command line ------------------------------------------------
