@@ -161,8 +161,13 @@ def test_a_short_scrape_timeout_is_answered_in_time(
 def test_five_concurrent_scrapes_share_one_collection(
     sim: Simulator, serve: Callable[..., tuple[Service, str]]
 ) -> None:
-    _, base = serve(Config(targets=(sim_target(sim),), collection=CollectionConfig(discovery_interval=0.0)))
+    service, base = serve(
+        Config(targets=(sim_target(sim),), collection=CollectionConfig(discovery_interval=0.0))
+    )
     wait_ready(base)
+    deadline = time.monotonic() + 10  # the warm-up collection must be over, or the scrapes join it
+    while service.exporter.collections < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     sim.add_fault(Fault(endpoint="list_clusters", kind="delay", delay=1.0))
     before = sim.stats.count("list_clusters")
     barrier = threading.Barrier(5)
