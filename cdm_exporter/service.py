@@ -74,15 +74,19 @@ class Service:
 
     def run(self, listen_address: str, telemetry_path: str = "/metrics") -> None:
         """Serve until SIGINT or SIGTERM; SIGHUP reloads the configuration."""
+        self._handle_signals()  # before serving: a SIGHUP must never find Python's default (exit)
         self.start(listen_address, telemetry_path)
         self.run_until_stopped()
 
-    def run_until_stopped(self) -> None:
-        """Block until SIGINT or SIGTERM (SIGHUP reloads), then stop; after ``start()``."""
+    def _handle_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._on_hup)
+
+    def run_until_stopped(self) -> None:
+        """Block until SIGINT or SIGTERM (SIGHUP reloads), then stop; after ``start()``."""
+        self._handle_signals()
         self._stopped.wait()
         self.stop()
 
