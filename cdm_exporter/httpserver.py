@@ -31,6 +31,9 @@ class _QuietHandler(WSGIRequestHandler):
 class ThreadedWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog of 5 drops connections when many scrapers arrive at
+    # once, and a dropped SYN costs the client a retransmission (1 s, then 3 s, ...)
+    request_queue_size = 128
     ssl_context: ssl.SSLContext | None = None
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
