@@ -68,7 +68,12 @@ class TokenBucket:
     def _window_room(self, now: float) -> float:
         while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
             self._sent.popleft()
-        return self.rate_per_minute - len(self._sent)
+        room = self.rate_per_minute - len(self._sent)
+        # Tokens never exceed what the rolling minute allows: tokens saved up while the window
+        # was full would otherwise be spent in one burst when it empties, fill it again early,
+        # and make a burst-and-stall cycle that repeats every minute.
+        self._tokens = min(self._tokens, max(0.0, room))
+        return room
 
     def try_acquire(self) -> bool:
         """Take one token if the bucket and the rolling minute allow it now; never waits."""
