@@ -19,9 +19,10 @@ and closes the connection after each answer, so each scrape is a new TCP connect
 Reported per run: scrapes, non-200 answers (including connection errors), latency p50/p99/max
 (scrapes still running at the end are waited for); the simulator's request counts per policy
 from the exporter's start to the end of the ``--seconds`` (total and max over rolling minutes),
-its 429s; the exporter's CPU time, RSS and threads at that moment. Single flight and the budget
-should make the API calls of run 2 equal to those of run 1 within a small margin: the scrapers
-share collections, they do not each start one. Prints markdown tables.
+its 429s, and how many list pages and history reads were asked for a second time (same path and
+query: a collection repeating another's work); the exporter's CPU time, RSS and threads then.
+Single flight and the budget should make the API calls of run 2 equal to those of run 1 within
+a small margin: the scrapers share collections, they do not each start one. Prints markdown tables.
 
 ``--backlog N`` is a what-if: the exporter process is started with its HTTP server's listen
 backlog (``socketserver``'s ``request_queue_size``, 5 in the exporter's code) set to N, without
@@ -71,6 +72,7 @@ class Run:
     endpoints: dict[str, int] = field(default_factory=dict)
     max_per_minute: dict[str, int] = field(default_factory=dict)
     throttled: int = 0
+    repeats: int = 0  # list pages and history reads asked for again (same path and query)
     cpu_seconds: float = 0.0
     rss_mib: float = 0.0
     threads: int = 0
@@ -173,6 +175,12 @@ def one_run(
     for row in stats["max_per_minute"]:
         run.max_per_minute[row["policy"]] = max(run.max_per_minute.get(row["policy"], 0), row["max"])
     run.throttled = int(stats["throttled"])
+    seen: set[tuple[str, str]] = set()
+    for record in stats["log"]:  # the last 1000 requests: all of them in a 60 s run
+        if record["endpoint"] in ("list_jobs", "submissions"):
+            key = (record["path"], record["query"])
+            run.repeats += key in seen
+            seen.add(key)
     return run
 
 
@@ -219,6 +227,7 @@ def report(runs: list[Run]) -> str:
             "job_status max/min",
             "common max/min",
             "429s",
+            "list pages / history reads repeated",
             "calls vs 1 scraper",
         ],
         [
@@ -231,6 +240,7 @@ def report(runs: list[Run]) -> str:
                 str(r.max_per_minute.get("job_status", 0)),
                 str(r.max_per_minute.get("common", 0)),
                 str(r.throttled),
+                str(r.repeats),
                 f"{sum(r.calls.values()) / max(1, sum(base.calls.values())):.2f} x",
             ]
             for r in runs
