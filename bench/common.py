@@ -192,13 +192,63 @@ _WITH_BACKLOG = (
     "main()\n"
 )
 
+#: runs the CLI under tracemalloc (argv[1] frames per trace) and, every argv[2] seconds, dumps a
+#: snapshot to argv[3] + "<CLOCK_MONOTONIC>.snap" (the clock is system-wide, so the parent can
+#: line the files up with its own samples); gc runs first so only reachable memory is compared
+_WITH_TRACEMALLOC = (
+    "import gc, os, sys, threading, time, tracemalloc\n"
+    "frames, every, prefix = int(sys.argv.pop(1)), float(sys.argv.pop(1)), sys.argv.pop(1)\n"
+    "tracemalloc.start(frames)\n"
+    "def dump():\n"
+    "    while True:\n"
+    "        time.sleep(every)\n"
+    "        gc.collect()\n"
+    "        snapshot = tracemalloc.take_snapshot()\n"
+    "        path = f'{prefix}{time.monotonic():.3f}.snap'\n"
+    "        snapshot.dump(path + '.tmp')\n"
+    "        os.replace(path + '.tmp', path)\n"
+    "threading.Thread(target=dump, name='tracemalloc-dump', daemon=True).start()\n"
+    "from cdm_exporter.cli import main\n"
+    "main()\n"
+)
+
+
+@dataclass(frozen=True)
+class Tracemalloc:
+    """Run the exporter under tracemalloc, dumping a snapshot every ``every`` seconds to
+    ``prefix`` + monotonic time + ``.snap`` (see :data:`_WITH_TRACEMALLOC`)."""
+
+    prefix: Path
+    every: float = 60.0
+    frames: int = 12
+
+    def snapshots(self) -> list[tuple[float, Path]]:
+        """The dumped snapshots as (CLOCK_MONOTONIC at dump, path), oldest first."""
+        found = []
+        for path in self.prefix.parent.glob(self.prefix.name + "*.snap"):
+            found.append((float(path.name[len(self.prefix.name) : -len(".snap")]), path))
+        return sorted(found)
+
 
 def _spawn(
-    name: str, args: list[str], log: Path, url: str, ready_path: str, backlog: int | None = None
+    name: str,
+    args: list[str],
+    log: Path,
+    url: str,
+    ready_path: str,
+    backlog: int | None = None,
+    trace: Tracemalloc | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Child:
-    env = dict(os.environ)
+    env = dict(os.environ) | (extra_env or {})
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    command = ["-m", "cdm_exporter"] if backlog is None else ["-c", _WITH_BACKLOG, str(backlog)]
+    if backlog is not None and trace is not None:
+        raise ValueError("backlog and tracemalloc wrappers do not combine")
+    command = ["-m", "cdm_exporter"]
+    if backlog is not None:
+        command = ["-c", _WITH_BACKLOG, str(backlog)]
+    elif trace is not None:
+        command = ["-c", _WITH_TRACEMALLOC, str(trace.frames), f"{trace.every:g}", str(trace.prefix)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, *command, *args],
@@ -231,7 +281,12 @@ def start_simulator(workdir: Path, *args: str) -> Child:
 
 
 def start_exporter(
-    workdir: Path, simulator_url: str, log_level: str = "warning", backlog: int | None = None
+    workdir: Path,
+    simulator_url: str,
+    log_level: str = "warning",
+    backlog: int | None = None,
+    trace: Tracemalloc | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Child:
     """``cdm-exporter serve`` on a free 127.0.0.1 port, configured for the simulator.
 
@@ -256,6 +311,8 @@ def start_exporter(
         url,
         "/-/healthy",
         backlog,
+        trace,
+        extra_env,
     )
 
 

@@ -1,6 +1,7 @@
 """Soak: the exporter's memory, threads and open files over time, with job churn.
 
     python bench/soak.py [--minutes 10] [--clusters 3] [--jobs 100] [--latency-ms 50]
+                         [--tracemalloc]
 
 Starts ``cdm-exporter simulate`` (real rate limits; from the third cluster on some clusters are
 not normal, so errors are part of the load) and ``cdm-exporter serve`` as subprocesses on
@@ -19,6 +20,12 @@ at its sample. Verdict: flat when, from the minute ending at ``--warmup`` minute
 full minute, the RSS floor (the lowest RSS of the minute, i.e. without a scrape's transient
 buffers) grew by at most max(10 %, 5 MiB) and threads and open files by at most 2; the slope of
 the floors after warm-up is printed too.
+
+``--tracemalloc`` runs the exporter under ``tracemalloc`` (12 frames; roughly doubles its CPU
+time and adds one thread, the one that dumps a snapshot every minute after a ``gc.collect()``).
+The table then shows the Python heap (traced bytes) next to RSS, and the report lists the source
+lines whose live memory grew most from the warm-up snapshot to the last one: RSS that grows while
+the traced heap stays flat is the allocator, not the exporter holding on to objects.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import math
 import random
 import tempfile
 import time
+import tracemalloc
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -39,6 +47,7 @@ from typing import Any
 
 from common import (
     ProcSample,
+    Tracemalloc,
     children,
     fmt_seconds,
     machine_facts,
@@ -65,6 +74,8 @@ class Point:
     non_200: int = 0
     latencies: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)  # RSS after each scrape of the interval
+    mono: float = 0.0  # CLOCK_MONOTONIC at the sample, to line up tracemalloc snapshots
+    traced: int | None = None  # Python heap in the last snapshot before the sample (--tracemalloc)
 
     @property
     def rss_floor(self) -> int:
@@ -174,20 +185,22 @@ def scrape(conn: http.client.HTTPConnection) -> str:
     return str(response.status)
 
 
-def soak(args: argparse.Namespace, workdir: Path) -> tuple[list[Point], Churn, int]:
+def soak(
+    args: argparse.Namespace, workdir: Path, trace: Tracemalloc | None
+) -> tuple[list[Point], Churn, int]:
     sim_args = ["--clusters", str(args.clusters), "--jobs", str(args.jobs)]
     sim_args += ["--latency-ms", f"{args.latency_ms:g}", "--seed", str(args.seed)]
     points: list[Point] = []
     with children() as started:
         sim = start_simulator(workdir, *sim_args)
         started.append(sim)
-        exporter = start_exporter(workdir, sim.url)
+        exporter = start_exporter(workdir, sim.url, trace=trace, extra_env=dict(args.env))
         started.append(exporter)
         churn = Churn(Admin(sim.url), args.seed)
         host, port = exporter.url.split("//", 1)[1].rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port), timeout=15.0)
         began = time.monotonic()
-        points.append(Point("start", 0.0, proc_sample(exporter.pid)))
+        points.append(Point("start", 0.0, proc_sample(exporter.pid), mono=began))
         window = Point("", 0.0, points[0].sample)  # collects the interval up to the next sample
         total = args.minutes * 60.0
         next_minute = 60.0
@@ -197,7 +210,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> tuple[list[Point], Churn, i
                 break
             if elapsed >= next_minute:
                 window.label, window.elapsed = f"{next_minute / 60:.0f} min", elapsed
-                window.sample = proc_sample(exporter.pid)
+                window.sample, window.mono = proc_sample(exporter.pid), time.monotonic()
                 points.append(window)
                 window = Point("", 0.0, window.sample)
                 next_minute += 60.0
@@ -218,7 +231,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> tuple[list[Point], Churn, i
                 time.sleep(min(sleep, 1.0))
         conn.close()
         window.label, window.elapsed = "end", time.monotonic() - began
-        window.sample = proc_sample(exporter.pid)
+        window.sample, window.mono = proc_sample(exporter.pid), time.monotonic()
         points.append(window)
         tracebacks = exporter.log.read_text(errors="replace").count("Traceback")
     return points, churn, tracebacks
@@ -257,6 +270,77 @@ def verdict(points: list[Point], warmup_minutes: int) -> tuple[str, list[str]]:
     return ("FLAT" if flat else "GROWING"), notes
 
 
+#: what tracemalloc's own bookkeeping and the snapshot thread allocate, not the exporter
+_NOT_EXPORTER = (
+    tracemalloc.Filter(False, tracemalloc.__file__),
+    tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+    tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
+    tracemalloc.Filter(False, "<unknown>"),
+)
+
+
+def heap_report(trace: Tracemalloc, points: list[Point], warmup_minutes: int, top: int) -> list[str]:
+    """Fill ``Point.traced`` from the snapshots and compare the warm-up one with the last."""
+    snapshots = trace.snapshots()
+    if len(snapshots) < 2:
+        return [f"only {len(snapshots)} tracemalloc snapshot(s); run longer than 2 minutes"]
+    loaded: dict[Path, tracemalloc.Snapshot] = {}
+
+    def load(path: Path) -> tracemalloc.Snapshot:
+        if path not in loaded:
+            loaded[path] = tracemalloc.Snapshot.load(str(path)).filter_traces(_NOT_EXPORTER)
+        return loaded[path]
+
+    for point in points:
+        before = [path for when, path in snapshots if when <= point.mono]
+        if before:
+            point.traced = sum(stat.size for stat in load(before[-1]).statistics("filename"))
+    began = points[0].mono
+    base_when, base_path = next(
+        ((w, p) for w, p in snapshots if w - began >= warmup_minutes * 60 - 1), snapshots[0]
+    )
+    end_when, end_path = snapshots[-1]
+    base, end = load(base_path), load(end_path)
+    base_total = sum(stat.size for stat in base.statistics("filename"))
+    end_total = sum(stat.size for stat in end.statistics("filename"))
+    lines = [
+        f"Python heap (tracemalloc, after gc) {base_total / MIB:.2f} MiB at {(base_when - began) / 60:.1f} "
+        f"min -> {end_total / MIB:.2f} MiB at {(end_when - began) / 60:.1f} min "
+        f"({(end_total - base_total) / 1024:+.0f} KiB).",
+        "",
+        f"Largest changes of live memory by source line, {(base_when - began) / 60:.1f} -> "
+        f"{(end_when - began) / 60:.1f} min:",
+        "",
+    ]
+    rows = []
+    for diff in end.compare_to(base, "lineno")[:top]:
+        frame = diff.traceback[0]
+        where = f"{_short(frame.filename)}:{frame.lineno}"
+        kib = f"{diff.size_diff / 1024:+.1f}"
+        rows.append([where, kib, f"{diff.count_diff:+d}", f"{diff.size / 1024:.1f}"])
+    lines.append(table(["line", "KiB change", "blocks change", "KiB now"], rows, "lrrr"))
+    grown = [d for d in end.compare_to(base, "traceback")[:3] if d.size_diff > 0]
+    for diff in grown:
+        lines += ["", f"{diff.size_diff / 1024:+.1f} KiB in {diff.count_diff:+d} blocks allocated at:"]
+        lines += [f"    {_short(f.filename)}:{f.lineno}" for f in reversed(diff.traceback)]
+    return lines
+
+
+def _short(filename: str) -> str:
+    """A path from the package or library root, not the machine's."""
+    for marker in ("/cdm_exporter/", "/site-packages/", "/lib/python"):
+        if marker in filename:
+            return filename[filename.index(marker) + 1 :]
+    return filename
+
+
+def env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -267,16 +351,32 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100, help="jobs per cluster")
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--tracemalloc", action="store_true", help="trace the exporter's Python heap")
+    parser.add_argument("--frames", type=int, default=1, help="frames per trace with --tracemalloc")
+    parser.add_argument(
+        "--env",
+        type=env_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in the exporter's environment, e.g. MALLOC_ARENA_MAX=2 (repeatable)",
+    )
+    parser.add_argument("--top", type=int, default=15, help="source lines in the --tracemalloc report")
     args = parser.parse_args()
     began = time.monotonic()
+    heap: list[str] = []
     with tempfile.TemporaryDirectory(prefix="cdm-soak-") as tmp:
-        points, churn, tracebacks = soak(args, Path(tmp))
+        trace = Tracemalloc(Path(tmp) / "heap-", frames=args.frames) if args.tracemalloc else None
+        points, churn, tracebacks = soak(args, Path(tmp), trace)
+        if trace is not None:
+            heap = heap_report(trace, points, args.warmup, args.top)
     rows = [
         [
             p.label,
             f"{p.elapsed:.0f}",
             f"{p.sample.rss_bytes / MIB:.1f}",
             f"{p.rss_floor / MIB:.1f} / {max(p.rss) / MIB:.1f}" if p.rss else "",
+            *([f"{p.traced / MIB:.2f}" if p.traced is not None else ""] if args.tracemalloc else []),
             str(p.sample.threads),
             str(p.sample.open_files),
             f"{p.sample.cpu_seconds:.1f}",
@@ -289,7 +389,10 @@ def main() -> None:
     ]
     print(
         f"Machine: {machine_facts()}; {args.clusters} clusters x {args.jobs} jobs, API latency "
-        f"{args.latency_ms:g} ms, {args.minutes:g} min, one scrape per second.\n"
+        f"{args.latency_ms:g} ms, {args.minutes:g} min, one scrape per second"
+        + "".join(f"; exporter with {name}={value}" for name, value in args.env)
+        + (f"; under tracemalloc ({args.frames} frames)" if args.tracemalloc else "")
+        + ".\n"
     )
     print(
         table(
@@ -298,6 +401,7 @@ def main() -> None:
                 "s",
                 "RSS MiB",
                 "RSS min / max since last sample",
+                *(["Python heap MiB"] if args.tracemalloc else []),
                 "threads",
                 "open files",
                 "CPU s",
@@ -307,7 +411,7 @@ def main() -> None:
                 "scrape max",
             ],
             rows,
-            "lrrrrrrrrrr",
+            "l" + "r" * (len(rows[0]) - 1),
         )
     )
     outcome, notes = verdict(points, args.warmup)
@@ -318,6 +422,8 @@ def main() -> None:
         f"{scrapes} scrapes, {non_200} not 200; {churn.actions} churn actions "
         f"({churn.admin.errors} refused); {tracebacks} tracebacks in the exporter log."
     )
+    if heap:
+        print("\n" + "\n".join(heap))
     print(f"Total run time: {time.monotonic() - began:.0f} s real.")
 
 
