@@ -25,8 +25,8 @@ Single flight and the budget should make the API calls of run 2 equal to those o
 a small margin: the scrapers share collections, they do not each start one. Prints markdown tables.
 
 ``--backlog N`` is a what-if: the exporter process is started with its HTTP server's listen
-backlog (``socketserver``'s ``request_queue_size``, 5 in the exporter's code) set to N, without
-changing the exporter's code, to show what the backlog does to simultaneous scrapes.
+backlog (``request_queue_size``: 128 in the exporter's code, 5 in ``socketserver``'s) set to N,
+without changing the exporter's code, to show what the backlog does to simultaneous scrapes.
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def main() -> None:
         "--backlog",
         type=int,
         default=None,
-        help="what-if: run the exporter with this listen backlog (its code keeps socketserver's 5)",
+        help="what-if: run the exporter with this listen backlog (its code sets 128)",
     )
     parser.add_argument("--clusters", type=int, default=2, help="simulated clusters (the first 2 are normal)")
     parser.add_argument("--jobs", type=int, default=250, help="jobs per cluster")
