@@ -1,4 +1,9 @@
-"""The human-readable report printed by ``cdm-exporter check``."""
+"""The human-readable report printed by ``cdm-exporter check``.
+
+Every string from the API (names, statuses, error texts) goes through :func:`_printable` or
+:func:`_one_line`: job and cluster names are chosen by whoever may create jobs, and error
+texts quote their input, so they may carry terminal escapes.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +37,22 @@ def _bytes(value: int | None) -> str:
     return f"{size:.1f}PiB"
 
 
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def _printable(text: str, keep: str = "") -> str:
+    """``text`` with control, format and other unprintable characters (ESC, BEL, CR, bidi
+    overrides, lone surrogates) written as Python-style escapes, except those in ``keep``: an
+    API string cannot move the cursor, retitle the terminal or reorder what is shown."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() or char in keep else _escape(char) for char in text)
+
+
 def _one_line(text: str, width: int) -> str:
-    text = " ".join(text.split())
+    text = _printable(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -56,7 +75,7 @@ def _job_row(cluster_name: str, job: JobState) -> tuple[str, ...]:
     return (
         _one_line(cluster_name, 24),
         _one_line(job.name, 40),
-        job.status or "?",
+        _printable(job.status or "?"),
         progress,
         _number(counters.rows_read if counters else None),
         _number(counters.rows_written if counters else None),
@@ -67,19 +86,21 @@ def _job_row(cluster_name: str, job: JobState) -> tuple[str, ...]:
 
 def _target_lines(target: TargetView) -> list[str]:
     state = {True: "up", False: "DOWN", None: "not reached"}[target.up]
-    lines = [f"target {target.name} (region {target.region}, project {target.project_id}): {state}"]
+    where = f"region {target.region}, project {target.project_id}"
+    lines = [f"target {_printable(target.name)} ({where}): {state}"]
     if target.error:
-        lines.append(f"  error: {target.error}")
+        lines.append(f"  error: {_printable(target.error)}")
     for cluster in target.clusters:
         cluster_state = {True: "up", False: "DOWN", None: "not listed yet"}[cluster.up]
-        status = cluster.cluster.status_name or "?"
+        status = _printable(cluster.cluster.status_name or "?")
+        name, cluster_id = _printable(cluster.cluster.name), _printable(cluster.cluster.id)
         lines.append(
-            f"  cluster {cluster.cluster.name} ({cluster.cluster.id}): status {status}, "
+            f"  cluster {name} ({cluster_id}): status {status}, "
             f"job list {cluster_state}, "
             f"{len(cluster.jobs)} job(s)"
         )
         if cluster.error:
-            lines.append(f"    error: {cluster.error}")
+            lines.append(f"    error: {_printable(cluster.error)}")
     return lines
 
 
@@ -95,7 +116,7 @@ def render_report(snapshot: Snapshot) -> str:
                 rows.append(_job_row(cluster.cluster.name, job))
                 run = job.current_run
                 if run is not None and run.status in FAILED_STATUSES:
-                    failures.append((cluster.cluster.name, job.name, run))
+                    failures.append((_printable(cluster.cluster.name), _printable(job.name), run))
     header = (
         "CLUSTER",
         "JOB",
@@ -114,12 +135,11 @@ def render_report(snapshot: Snapshot) -> str:
             f"{'?' if run.submission_id is None else run.submission_id} FAILED",
         ]
         if run.error_summary:
-            out.append(f"  summary: {run.error_summary}")
+            out.append(f"  summary: {_printable(run.error_summary)}")
         if run.error_details:
-            details = run.error_details[:ERROR_DETAILS_MAX]
+            details = _printable(run.error_details[:ERROR_DETAILS_MAX], keep="\n\t")
             out.append(textwrap.indent(details, "  | "))
-    # a lone surrogate (from a JSON "\\udxxx" escape in an API answer) cannot be printed as UTF-8
-    return "\n".join(out).encode("utf-8", "backslashreplace").decode("utf-8")
+    return "\n".join(out)
 
 
 def target_failed(snapshot: Snapshot) -> bool:

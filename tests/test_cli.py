@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdm_exporter.cli import cli
-from cdm_exporter.simulator import Simulator, SimulatorSettings
+from cdm_exporter.simulator import Fault, Simulator, SimulatorSettings
 
 
 def free_port() -> int:
@@ -160,6 +161,24 @@ def test_check_exits_1_when_a_target_fails(tmp_path: Path, sim: Simulator) -> No
     assert code == 1
     assert "DOWN" in out
     assert "wrong-password" not in out
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\u202e\r"  # retitle, bell, clear screen, bidi override, CR
+
+
+def test_check_escapes_terminal_control_characters_from_the_api(tmp_path: Path, sim: Simulator) -> None:
+    cluster = sim.world.add_cluster(name=f"c{HOSTILE}x", status="200", jobs=0)
+    sim.world.add_job(cluster.id, f"job{HOSTILE}y")
+    broken = sim.world.clusters()[0]
+    body = json.dumps({"error_code": "Cdm.0001", "error_msg": f"bad{HOSTILE}z"})
+    sim.add_fault(Fault("list_jobs", status=400, cluster_id=broken.id, body=body))
+    code, out, err = run_cli("check", "--config.file", str(write_config(tmp_path / "c.yml", sim)))
+    assert code == 1, err  # the broken cluster
+    for char in "\x1b\x07\u202e\r":
+        assert char not in out
+    assert "c\\x1b]0;owned\\x07\\x1b[2J\\u202e\\x0dx" in out  # cluster line, shown not obeyed
+    assert "job\\x1b]0;owned" in out  # job table
+    assert "Cdm.0001: bad" in out  # the API's error text is shown, but its escapes are not
 
 
 # --- serve and demo as processes -------------------------------------------------------------------
