@@ -694,6 +694,23 @@ def test_cluster_selected_by_id_or_name() -> None:
     assert not chosen.cluster_selected("id-3", "three")
 
 
+@pytest.mark.parametrize("region", ["cn-north-4", "ap-southeast-1", "eu-de", "eu-ch2", "la-north-2"])
+def test_region_ids_of_huawei_and_partner_clouds_are_accepted(region: str) -> None:
+    auth = TokenAuthConfig(Secret("t"))
+    assert TargetConfig("n", region, PID, "https://a.b", "https://c.d", auth).region == region
+
+
+@pytest.mark.parametrize(
+    "region", ["cn_north_4", "CN-north-4", "cn", "cn-north-4.example.com", "cn-north-4 ", ""]
+)
+def test_region_ids_that_are_typos_or_hosts_are_refused(region: str) -> None:
+    auth = TokenAuthConfig(Secret("t"))
+    with pytest.raises(ConfigError) as caught:
+        TargetConfig("n", region, PID, "https://a.b", "https://c.d", auth)
+    assert caught.value.key == "region"
+    assert repr(region) in str(caught.value)
+
+
 def test_hand_built_objects_are_validated_too() -> None:
     auth = TokenAuthConfig(Secret("t"))
     with pytest.raises(ConfigError) as caught:

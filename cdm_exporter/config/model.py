@@ -30,7 +30,9 @@ API_LIMIT_PER_MINUTE = 120
 BUDGET_WARN_ABOVE = 110
 
 _PROJECT_ID = re.compile(r"[0-9a-fA-F]{32}")
-_REGION = re.compile(r"[a-z]{2}-[a-z]+-[0-9]+")
+# Huawei Cloud's cn-north-4 and ap-southeast-1, and the partner clouds' eu-de and eu-ch2 (with
+# explicit endpoints): lower-case words joined by "-"; anything else is a typo or a host name.
+_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]+){1,3}")
 _TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
 # Hostnames, including docker/compose style names with "_"; IP literals are checked apart.
 _HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
@@ -189,8 +191,8 @@ class TargetConfig:
         if not _REGION.fullmatch(self.region):
             raise ConfigError(
                 "region",
-                f"{self.region!r} is not a region ID; expected the form xx-xxxx-N, "
-                "like cn-north-4 or ap-southeast-1",
+                f"{self.region!r} is not a region ID; expected lower-case words joined by '-', "
+                "like cn-north-4, ap-southeast-1 or eu-de",
             )
         if not _PROJECT_ID.fullmatch(self.project_id):
             raise ConfigError(
