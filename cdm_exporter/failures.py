@@ -3,7 +3,7 @@
 A broken credential or an outage would otherwise write a line for every job on every scrape.
 The first failure of a (scope, kind) pair is logged as a warning; repeats are counted and
 summarised at most every ``repeat_after`` seconds; the first success after a failure in a scope
-logs a recovery line.
+logs a recovery line; a scope that is gone (a deleted cluster) is forgotten silently.
 """
 
 from __future__ import annotations
@@ -75,6 +75,13 @@ class FailureLog:
             self._log.info(
                 "API calls work again", extra={"target": self._target, "endpoint": scope, "kind": kind}
             )
+
+    def forget(self, scope: str) -> None:
+        """``scope`` no longer exists (a deleted cluster): drop its failures without a recovery
+        line, since it will never recover and its entry would stay for the process's life."""
+        with self._lock:
+            for key in [key for key in self._failing if key[0] == scope]:
+                del self._failing[key]
 
     def failing(self) -> list[tuple[str, str]]:
         """The (scope, kind) pairs currently failing; for ``check`` and tests."""

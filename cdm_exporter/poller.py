@@ -188,8 +188,9 @@ class TargetPoller:
         self._call_worked("list_clusters")
         selected = {c.id: c for c in clusters if self.target.cluster_selected(c.id, c.name)}
         with self._lock:
-            for gone in set(self._clusters) - set(selected):
-                del self._clusters[gone]
+            gone = set(self._clusters) - set(selected)
+            for cluster_id in gone:
+                del self._clusters[cluster_id]
             for cluster_id, cluster in selected.items():
                 state = self._clusters.get(cluster_id)
                 if state is None:
@@ -199,6 +200,8 @@ class TargetPoller:
             self._clusters_at = now
             self._clusters_ok = True
             self._error = None
+        for cluster_id in gone:
+            self.failures.forget(_list_scope(cluster_id))
 
     # --- 2. job lists ------------------------------------------------------------------------
 
@@ -240,7 +243,7 @@ class TargetPoller:
                     cluster_id, job_type, cursor.page_no, PAGE_SIZE, timeout=timeout
                 )
             except CdmError as error:
-                self._call_failed(f"list_jobs@{cluster_id}", error, bucket)
+                self._call_failed(_list_scope(cluster_id), error, bucket)
                 with self._lock:
                     state.up = False  # a 429 too (design.md section 6)
                     state.list_error = str(error)
@@ -250,7 +253,7 @@ class TargetPoller:
                         # spend the shared budget the healthy ones need
                         state.listed_at = self._mono()
                 return
-            self._call_worked(f"list_jobs@{cluster_id}")
+            self._call_worked(_list_scope(cluster_id))
             for entry in page.jobs:
                 if self.target.jobs.matches(entry.name):
                     typed = entry if entry.job_type is not None else replace(entry, job_type=job_type)
@@ -463,6 +466,11 @@ def _last_page(page: JobPage, page_no: int) -> bool:
     if len(page.jobs) + page.dropped < PAGE_SIZE:
         return True
     return page.total is not None and page_no * PAGE_SIZE >= page.total
+
+
+def _list_scope(cluster_id: str) -> str:
+    """The failure scope of one cluster's job list."""
+    return f"list_jobs@{cluster_id}"
 
 
 def _missed_a_run(previous: Submission | None, run: Submission) -> bool:

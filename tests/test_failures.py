@@ -46,6 +46,18 @@ def test_first_failure_is_logged_repeats_are_counted_and_recovery_is_logged(
         assert failures.failing() == []
 
 
+def test_a_forgotten_scope_is_dropped_without_a_recovery_line(caplog: pytest.LogCaptureFixture) -> None:
+    failures = FailureLog(logging.getLogger("t"), "prod", clock=Clock())
+    error = ServerError("list_jobs", "boom", status=500)
+    failures.failed("list_jobs@a", error)
+    failures.failed("list_jobs@b", error)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, "t"):
+        failures.forget("list_jobs@a")
+    assert caplog.records == []
+    assert failures.failing() == [("list_jobs@b", "server")]
+
+
 def test_a_fault_on_every_job_logs_one_line_per_target_not_per_job(caplog: pytest.LogCaptureFixture) -> None:
     clock = ManualClock()
     with Simulator(SimulatorSettings(clusters=1, jobs=8, rate_limit=0, clock=clock)) as sim:

@@ -191,6 +191,23 @@ def test_vanished_jobs_and_clusters_go_away(make_stack: Callable[..., Stack]) ->
     assert clusters == [first]
 
 
+def test_a_deleted_clusters_list_failure_is_forgotten(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(
+        {"clusters": 2, "jobs": 2, "rate_limit": 0}, job_list_interval=15.0, discovery_interval=300.0
+    )
+    first, second = stack.cluster_id(0), stack.cluster_id(1)
+    stack.sim.add_fault(Fault("list_jobs", status=500, cluster_id=first))
+    stack.sim.add_fault(Fault("list_jobs", status=500, cluster_id=second))
+    stack.scrape()
+    # the poller's failure log, where each failing scope waits for its recovery
+    failures = stack.exporter._targets["sim"].poller.failures
+    assert failures.failing() == [(f"list_jobs@{first}", "server"), (f"list_jobs@{second}", "server")]
+    stack.sim.world.remove_cluster(second)
+    stack.scrape(advance=300.0)
+    # the deleted cluster will never recover: without forgetting, its entry would stay for good
+    assert failures.failing() == [(f"list_jobs@{first}", "server")]
+
+
 def test_last_success_is_right_across_seen_and_unseen_runs(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(
         {"clusters": 1, "jobs": 1, "rate_limit": 0}, job_list_interval=0.0, history_interval=0.0
