@@ -79,22 +79,25 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | Non
 
 
 def git_commit() -> str:
-    """The checked-out commit (read-only ``git rev-parse``), or '?' outside a repository."""
-    try:
+    """The checked-out commit, with "+dirty" when tracked files differ from it (read-only git
+    commands), or '?' outside a repository."""
+
+    def git(*args: str) -> str:
         done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # read-only
-            cwd=str(REPO),
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+            ["git", *args], cwd=str(REPO), capture_output=True, text=True, timeout=10, check=False
         )
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.TimeoutExpired):
         return "?"
-    return done.stdout.strip() or "?"
+    return (commit + ("+dirty" if dirty else "")) if commit else "?"
 
 
 def machine_facts() -> str:
+    """Where the figures come from; call it before a run, so the commit is the code that ran."""
     return (
         f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}, commit {git_commit()}"

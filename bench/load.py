@@ -279,13 +279,14 @@ def main() -> None:
         "--seed",
         str(args.seed),
     ]
+    facts = machine_facts()  # before the run: the commit that ran, not one checked out since
     began = time.monotonic()
     runs = []
     for scrapers in (1, args.scrapers):
         with tempfile.TemporaryDirectory(prefix="cdm-load-") as tmp:
             runs.append(one_run(scrapers, args.seconds, args.interval, sim_args, Path(tmp), args.backlog))
     print(
-        f"Machine: {machine_facts()}; {args.clusters} clusters x {args.jobs} jobs, "
+        f"Machine: {facts}; {args.clusters} clusters x {args.jobs} jobs, "
         f"API latency {args.latency_ms:g} ms, {args.seconds:g} s per run, "
         + (f"every scraper every {args.interval:g} s" if args.interval > 0 else "back-to-back scrapes")
         + ("" if args.backlog is None else f", exporter listen backlog set to {args.backlog}")

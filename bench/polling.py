@@ -474,6 +474,7 @@ def main() -> None:
         args.sizes, args.minutes, args.naive_minutes = [10, 100], 2.0, 2.0
     logging.basicConfig(level=logging.WARNING if args.verbose else logging.CRITICAL)
     timeout = SCRAPE_TIMEOUT - CollectionConfig().scrape_timeout_offset
+    facts = machine_facts()  # before the run: the commit that ran, not one checked out since
     began = time.monotonic()
     results: list[Result] = []
     for jobs in args.sizes:
@@ -484,7 +485,7 @@ def main() -> None:
             t0 = time.monotonic()
             results.append(run_naive(jobs, args.naive_minutes, args.seed, args.latency_ms))
             print(f"# {jobs} jobs naive: {time.monotonic() - t0:.0f} s real", file=sys.stderr, flush=True)
-    print(f"Machine: {machine_facts()}; API latency {args.latency_ms:g} ms; seed {args.seed}.\n")
+    print(f"Machine: {facts}; API latency {args.latency_ms:g} ms; seed {args.seed}.\n")
     print(report(results, timeout))
     print(
         "\nThe job_status budget alone (TokenBucket as the poller uses it, no HTTP, "

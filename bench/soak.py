@@ -371,6 +371,7 @@ def main() -> None:
     )
     parser.add_argument("--top", type=int, default=15, help="source lines in the --tracemalloc report")
     args = parser.parse_args()
+    facts = machine_facts()  # before the run: the commit that ran, not one checked out since
     began = time.monotonic()
     heap: list[str] = []
     with tempfile.TemporaryDirectory(prefix="cdm-soak-") as tmp:
@@ -396,7 +397,7 @@ def main() -> None:
         for p in points
     ]
     print(
-        f"Machine: {machine_facts()}; {args.clusters} clusters x {args.jobs} jobs, API latency "
+        f"Machine: {facts}; {args.clusters} clusters x {args.jobs} jobs, API latency "
         f"{args.latency_ms:g} ms, {args.minutes:g} min, one scrape per second"
         + "".join(f"; exporter with {name}={value}" for name, value in args.env)
         + (f"; under tracemalloc ({args.frames} frames)" if args.tracemalloc else "")
