@@ -52,6 +52,7 @@ from cdm_exporter.errors import CdmError
 from cdm_exporter.exporter import Exporter
 from cdm_exporter.models import Cluster, JobSummary, latest
 from cdm_exporter.simulator import Simulator, SimulatorSettings
+from cdm_exporter.simulator.generate import job_type_for
 
 SCRAPE_INTERVAL = 15.0
 SCRAPE_TIMEOUT = 10.0  # what Prometheus announces; the exporter answers 0.5 s before it
@@ -101,15 +102,6 @@ class Result:
 
 
 # --- the world ------------------------------------------------------------------------------------
-
-
-def job_type_for(index: int) -> str:
-    slot = index % 10
-    if slot in (5, 9):
-        return "BATCH_JOB"
-    if slot == 7:
-        return "SCENARIO_JOB"
-    return "NORMAL_JOB"
 
 
 def make_world(jobs: int, seed: int, latency_ms: float, clock: FlowingClock) -> tuple[Simulator, int]:

@@ -5,7 +5,9 @@
 * ``make_simulator``: a factory, ``make_simulator(jobs=3, rate_limit=5, ...)`` takes
   :class:`SimulatorSettings` fields and returns a started simulator, stopped after the test;
 * ``manual_clock``: a :class:`ManualClock` starting at the real current time (so AK/SK
-  signatures, checked against the wall clock, still verify).
+  signatures, checked against the wall clock, still verify);
+* ``exporter_server``: one :class:`ExporterServer` per test module, serving whichever exporter
+  a test mounts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from exporter_stack import ExporterServer
 
 from cdm_exporter.simulator import ManualClock, Simulator, SimulatorSettings
 
@@ -45,3 +48,10 @@ def make_simulator() -> Iterator[Callable[..., Simulator]]:
 @pytest.fixture
 def manual_clock() -> ManualClock:
     return ManualClock(time.time())
+
+
+@pytest.fixture(scope="module")
+def exporter_server() -> Iterator[ExporterServer]:
+    server = ExporterServer()
+    yield server
+    server.close()

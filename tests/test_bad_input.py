@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -282,14 +281,7 @@ ODD_USER = 'us"er\\x\n/..%😀 ' + "u" * 300
 ODD_SUMMARY = 'boom "quoted" \\ back\nnext line 🚀 ' + "e" * 400
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ExporterServer]:
-    srv = ExporterServer()
-    yield srv
-    srv.close()
-
-
-def test_odd_names_are_labels_as_they_are_and_one_path_segment_each(server: ExporterServer) -> None:
+def test_odd_names_are_labels_as_they_are_and_one_path_segment_each(exporter_server: ExporterServer) -> None:
     clock = ManualClock(time.time())
     with Simulator(SimulatorSettings(clusters=1, jobs=2, rate_limit=0, clock=clock)) as sim:
         cluster = sim.world.add_cluster(name=ODD_CLUSTER, status="200", jobs=0)
@@ -322,10 +314,10 @@ def test_odd_names_are_labels_as_they_are_and_one_path_segment_each(server: Expo
             )
         )
         config = Config(targets=(sim_target(sim, "odd"),), collection=CollectionConfig(history_interval=0))
-        server.mount(Exporter(config))
-        server.scrape(10)  # lists, statuses (wanting history for the failed runs)
-        result = server.scrape(10)  # run histories
-        server.mount(None)
+        exporter_server.mount(Exporter(config))
+        exporter_server.scrape(10)  # lists, statuses (wanting history for the failed runs)
+        result = exporter_server.scrape(10)  # run histories
+        exporter_server.mount(None)
         log = sim.stats.log
 
     assert result.status == 200
@@ -372,7 +364,7 @@ def test_odd_names_are_labels_as_they_are_and_one_path_segment_each(server: Expo
 
 
 def test_lone_surrogate_and_huge_numbers_break_neither_scrape_nor_check(
-    server: ExporterServer, tmp_path: Path
+    exporter_server: ExporterServer, tmp_path: Path
 ) -> None:
     """A ``"\\ud800"`` escape in a job name and a 401-digit counter, as the API could send them
     (both once made every scrape fail with 500, and ``check`` crash while printing)."""
@@ -398,10 +390,10 @@ def test_lone_surrogate_and_huge_numbers_break_neither_scrape_nor_check(
                 content_type="application/json",
             )
         )
-        server.mount(Exporter(Config(targets=(sim_target(sim, "odd"),))))
-        server.scrape(5)
-        result = server.scrape(5)
-        server.mount(None)
+        exporter_server.mount(Exporter(Config(targets=(sim_target(sim, "odd"),))))
+        exporter_server.scrape(5)
+        result = exporter_server.scrape(5)
+        exporter_server.mount(None)
 
         document = {
             "targets": [target(endpoint=sim.url, iam_endpoint=sim.url, auth={"token": sim.settings.token})]

@@ -201,15 +201,8 @@ def healthy_series(exp: Exposition, sim: Simulator) -> set[Any]:
     return {lab for lab in exp.select("cdm_job_status") if dict(lab)["cluster_id"] in ids}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ExporterServer]:
-    srv = ExporterServer()
-    yield srv
-    srv.close()
-
-
 @pytest.fixture
-def make_case(server: ExporterServer) -> Iterator[Callable[..., Case]]:
+def make_case(exporter_server: ExporterServer) -> Iterator[Callable[..., Case]]:
     cases: list[Case] = []
 
     def make(*, password: bool = False, read_timeout: float = READ_TIMEOUT) -> Case:
@@ -240,13 +233,13 @@ def make_case(server: ExporterServer) -> Iterator[Callable[..., Case]]:
         targets = (sim_target(faulty, "faulty", auth=auth), sim_target(healthy, "healthy"))
         config = Config(targets=tuple(replace(t, jobs=jobs) for t in targets), collection=collection)
         mono = MonoClock()
-        server.mount(Exporter(config, mono=mono))
-        case = Case(server, faulty, healthy, clock, mono, [faulty, healthy])
+        exporter_server.mount(Exporter(config, mono=mono))
+        case = Case(exporter_server, faulty, healthy, clock, mono, [faulty, healthy])
         cases.append(case)
         return case
 
     yield make
-    server.mount(None)
+    exporter_server.mount(None)
     for case in cases:
         for sim in case.started:
             sim.stop()
@@ -450,7 +443,7 @@ class _GzipBomb(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_gzip_bomb_is_refused_by_its_inflated_size(server: ExporterServer) -> None:
+def test_a_gzip_bomb_is_refused_by_its_inflated_size(exporter_server: ExporterServer) -> None:
     """The declared length is small; the cap holds on what the body inflates to."""
     _GzipBomb.body = gzip.compress(b'{"clusters": [' + b" " * HUGE + b"]}", compresslevel=9)
     bomb = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GzipBomb)
@@ -466,9 +459,9 @@ def test_a_gzip_bomb_is_refused_by_its_inflated_size(server: ExporterServer) -> 
         auth=TokenAuthConfig(Secret("token")),
     )
     try:
-        server.mount(Exporter(Config(targets=(target,))))
-        result = server.scrape(SCRAPE_TIMEOUT)
-        server.mount(None)
+        exporter_server.mount(Exporter(Config(targets=(target,))))
+        result = exporter_server.scrape(SCRAPE_TIMEOUT)
+        exporter_server.mount(None)
     finally:
         bomb.shutdown()
         bomb.server_close()
@@ -478,12 +471,14 @@ def test_a_gzip_bomb_is_refused_by_its_inflated_size(server: ExporterServer) -> 
     assert exp.value("cdm_api_requests_total", endpoint="list_clusters", code="200") == 1
 
 
-def test_a_failing_target_is_not_hidden_by_a_healthy_one_of_the_same_project(server: ExporterServer) -> None:
+def test_a_failing_target_is_not_hidden_by_a_healthy_one_of_the_same_project(
+    exporter_server: ExporterServer,
+) -> None:
     with Simulator(SimulatorSettings(clusters=1, jobs=1, rate_limit=0)) as sim:
         broken = sim_target(sim, "broken", auth=TokenAuthConfig(Secret("not-the-token")))
-        server.mount(Exporter(Config(targets=(sim_target(sim, "healthy"), broken))))
-        exp = server.scrape(SCRAPE_TIMEOUT).exposition
-        server.mount(None)
+        exporter_server.mount(Exporter(Config(targets=(sim_target(sim, "healthy"), broken))))
+        exp = exporter_server.scrape(SCRAPE_TIMEOUT).exposition
+        exporter_server.mount(None)
     assert 0.0 in exp.select("cdm_up").values()
 
 

@@ -109,13 +109,6 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> TLSCerts:
     return make_tls_certs(tmp_path_factory.mktemp("tls"))
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ExporterServer]:
-    srv = ExporterServer()
-    yield srv
-    srv.close()
-
-
 @pytest.fixture
 def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
@@ -442,7 +435,7 @@ def test_no_secret_in_exception_text_or_debug_records(
 
 
 def test_api_tls_is_verified_unless_a_ca_bundle_is_given(
-    certs: TLSCerts, server: ExporterServer, no_proxy_env: None
+    certs: TLSCerts, exporter_server: ExporterServer, no_proxy_env: None
 ) -> None:
     settings = SimulatorSettings(
         clusters=1, jobs=1, rate_limit=0, certfile=str(certs.server_cert), keyfile=str(certs.server_key)
@@ -451,15 +444,15 @@ def test_api_tls_is_verified_unless_a_ca_bundle_is_given(
         assert sim.url.startswith("https://")
         labels = {"project_id": sim.settings.project_id, "region": sim.settings.region}
 
-        server.mount(Exporter(Config(targets=(sim_target(sim, "default"),))))
-        refused = server.scrape(5).exposition
-        assert server.exporter is not None
-        error = server.exporter.snapshot().targets[0].error
-        server.mount(
+        exporter_server.mount(Exporter(Config(targets=(sim_target(sim, "default"),))))
+        refused = exporter_server.scrape(5).exposition
+        assert exporter_server.exporter is not None
+        error = exporter_server.exporter.snapshot().targets[0].error
+        exporter_server.mount(
             Exporter(Config(targets=(replace(sim_target(sim, "with-ca"), ca_bundle=str(certs.ca_cert)),)))
         )
-        accepted = server.scrape(5).exposition
-        server.mount(None)
+        accepted = exporter_server.scrape(5).exposition
+        exporter_server.mount(None)
         # the refused handshake never reached the API; the accepted one did
         assert sim.stats.count("list_clusters") >= 1
 
@@ -518,7 +511,7 @@ class _RecordingHandler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
-def test_redirects_are_not_followed(server: ExporterServer, no_proxy_env: None, status: int) -> None:
+def test_redirects_are_not_followed(exporter_server: ExporterServer, no_proxy_env: None, status: int) -> None:
     trap = Recorder()
     redirector = Recorder(status, redirect_to=trap.url)
     project = "0123456789abcdef0123456789abcdef"
@@ -531,9 +524,9 @@ def test_redirects_are_not_followed(server: ExporterServer, no_proxy_env: None, 
                 auth=PasswordAuthConfig("domain", "user", Secret(PASSWORD)),
             ),
         )
-        server.mount(Exporter(Config(targets=targets)))
-        exp = server.scrape(5).exposition
-        server.mount(None)
+        exporter_server.mount(Exporter(Config(targets=targets)))
+        exp = exporter_server.scrape(5).exposition
+        exporter_server.mount(None)
     finally:
         redirector.close()
         trap.close()
@@ -559,7 +552,9 @@ def sim_target_like(url: str, project_id: str) -> Any:
     )
 
 
-def test_every_request_reaches_the_configured_endpoint(server: ExporterServer, no_proxy_env: None) -> None:
+def test_every_request_reaches_the_configured_endpoint(
+    exporter_server: ExporterServer, no_proxy_env: None
+) -> None:
     """With no proxy in the environment, what the exporter counts having sent is exactly what the
     simulator counts having received, each at a known API path."""
     with Simulator(SimulatorSettings(clusters=2, jobs=4, rate_limit=0, time_scale=600)) as sim:
@@ -569,10 +564,10 @@ def test_every_request_reaches_the_configured_endpoint(server: ExporterServer, n
             targets=(sim_target(sim, "token"), sim_target(sim, "password", auth=password)),
             collection=CollectionConfig(job_list_interval=0, history_interval=0),
         )
-        server.mount(Exporter(config))
+        exporter_server.mount(Exporter(config))
         for _ in range(3):
-            exp = server.scrape(5).exposition
-        server.mount(None)
+            exp = exporter_server.scrape(5).exposition
+        exporter_server.mount(None)
         received = sim.stats.log
     sent = exp.total("cdm_api_requests_total")
     assert sent > 20

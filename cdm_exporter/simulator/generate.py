@@ -145,7 +145,9 @@ def make_cluster(
     )
 
 
-def _job_type_for(index: int) -> str:
+def job_type_for(index: int) -> str:
+    """The job type of the ``index``-th generated job of a cluster: mostly NORMAL_JOB, some
+    BATCH_JOB and SCENARIO_JOB (benchmarks building their own worlds use the same mix)."""
     slot = index % 10
     if slot in (5, 9):
         return "BATCH_JOB"
@@ -296,7 +298,7 @@ def make_job(seed: int, cluster_index: int, index: int, now: float, *, name: str
     key = f"c{cluster_index}j{serial}"
     pair = rng.choice(_PAIRS, seed, key, "pair")
     topic = rng.choice(_TOPICS, seed, key, "topic")
-    job_type = _job_type_for(index)
+    job_type = job_type_for(index)
     meta = _meta(seed, key, pair, topic)
     created = now - rng.between(2.0, 90.0, seed, key, "age") * 86400.0
     updated = created + (now - created) * rng.between(0.0, 0.5, seed, key, "edited")
