@@ -189,8 +189,8 @@ class Child:
 #: runs the CLI with the exporter's listen backlog set to argv[1] (a what-if, see load.py)
 _WITH_BACKLOG = (
     "import sys\n"
-    "from cdm_exporter import httpserver\n"
-    "httpserver.ThreadedWSGIServer.request_queue_size = int(sys.argv.pop(1))\n"
+    "from cdm_exporter.web import http_server\n"
+    "http_server.ThreadedWSGIServer.request_queue_size = int(sys.argv.pop(1))\n"
     "from cdm_exporter.cli import main\n"
     "main()\n"
 )

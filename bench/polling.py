@@ -43,14 +43,14 @@ from dataclasses import dataclass, field
 from common import FlowingClock, fmt_seconds, machine_facts, percentile, sim_config, table
 from prometheus_client import CollectorRegistry, generate_latest
 
-from cdm_exporter.auth import TokenAuth
-from cdm_exporter.budget import TokenBucket
-from cdm_exporter.client import CdmClient
-from cdm_exporter.collector import CdmCollector
+from cdm_exporter.api.auth import TokenAuth
+from cdm_exporter.api.client import CdmClient
+from cdm_exporter.api.errors import CdmError
+from cdm_exporter.api.models import Cluster, JobSummary, latest
 from cdm_exporter.config import CollectionConfig
-from cdm_exporter.errors import CdmError
-from cdm_exporter.exporter import Exporter
-from cdm_exporter.models import Cluster, JobSummary, latest
+from cdm_exporter.metrics.collector import CdmCollector
+from cdm_exporter.polling.budget import TokenBucket
+from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.simulator import Simulator, SimulatorSettings
 from cdm_exporter.simulator.generate import job_type_for
 

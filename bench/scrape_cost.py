@@ -21,10 +21,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from cdm_exporter.collector import CdmCollector, Snapshot, families
-from cdm_exporter.models import Cluster, Counters, JobSummary, Submission
-from cdm_exporter.state import ClusterView, JobState, TargetView
-from cdm_exporter.telemetry import ApiTelemetry
+from cdm_exporter.api.models import Cluster, Counters, JobSummary, Submission
+from cdm_exporter.metrics.collector import CdmCollector, families
+from cdm_exporter.polling.snapshot import Snapshot
+from cdm_exporter.polling.state import ClusterView, JobState, TargetView
+from cdm_exporter.polling.telemetry import ApiTelemetry
 
 JOBS_PER_CLUSTER = 500
 

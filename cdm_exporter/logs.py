@@ -2,7 +2,7 @@
 
 Text lines look like Prometheus exporters' own::
 
-    ts=2024-05-01T12:00:00.123Z level=info logger=cdm_exporter.poller msg="collection done" target=prod
+    ts=2024-05-01T12:00:00.123Z level=info logger=cdm_exporter.polling.poller msg="collection done"
 
 JSON lines carry the same fields. ``extra={...}`` fields of a record (``target``, ``endpoint``,
 ``kind``, ``status``, ``request_id``) follow the fixed ones. Every value is escaped so that a

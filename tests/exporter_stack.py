@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from cdm_exporter.exporter import Exporter
-from cdm_exporter.httpserver import HTTPServer
-from cdm_exporter.server import ExporterApp
+from cdm_exporter.polling.targets import Exporter
+from cdm_exporter.web.app import ExporterApp
+from cdm_exporter.web.http_server import HTTPServer
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

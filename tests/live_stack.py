@@ -26,10 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import GRAFANA_INTERVALS, RULES_DIR, TEMPLATE_VARIABLE, PrometheusServer, ScrapeJob
 from sim_targets import sim_target
 
+from cdm_exporter.cli.service import Service
 from cdm_exporter.config import CollectionConfig, Config
-from cdm_exporter.httpserver import HTTPServer
-from cdm_exporter.service import Service
 from cdm_exporter.simulator import RunView, Simulator
+from cdm_exporter.web.http_server import HTTPServer
 
 #: the scrape job name; the rules and the dashboard select the exporter with job=~".*cdm.*"
 SCRAPE_JOB = "cdm-exporter"

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from cdm_exporter.auth import AkSkAuth, CdmAuth, PasswordAuth, TokenAuth
-from cdm_exporter.client import CdmClient
-from cdm_exporter.errors import (
+from cdm_exporter.api.auth import AkSkAuth, CdmAuth, PasswordAuth, TokenAuth
+from cdm_exporter.api.client import CdmClient
+from cdm_exporter.api.errors import (
     AuthError,
     CdmError,
     MalformedResponse,
@@ -24,7 +24,7 @@ from cdm_exporter.errors import (
     TimeoutError_,
     TransportError,
 )
-from cdm_exporter.secret import Secret
+from cdm_exporter.api.secret import Secret
 from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
 
 PASSWORD = "sim-password"

@@ -33,13 +33,14 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_server import promtool_check_metrics, require_prometheus_tools
 from sim_targets import sim_target
 
-from cdm_exporter import models
-from cdm_exporter.collector import CdmCollector, Snapshot
+from cdm_exporter.api import models
 from cdm_exporter.config import CollectionConfig, Config
-from cdm_exporter.exporter import Exporter
+from cdm_exporter.metrics.collector import CdmCollector
+from cdm_exporter.polling.snapshot import Snapshot
+from cdm_exporter.polling.state import ClusterView, JobState, TargetView
+from cdm_exporter.polling.targets import Exporter
+from cdm_exporter.polling.telemetry import TelemetrySnapshot
 from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
-from cdm_exporter.state import ClusterView, JobState, TargetView
-from cdm_exporter.telemetry import TelemetrySnapshot
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cdm_exporter.budget import Budgets, TokenBucket
+from cdm_exporter.polling.budget import Budgets, TokenBucket
 
 
 class FakeClock:

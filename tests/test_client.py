@@ -18,10 +18,10 @@ import pytest
 from requests.adapters import HTTPAdapter
 from tls_certs import make_tls_certs, openssl_available
 
-from cdm_exporter import errors
-from cdm_exporter.auth import AkSkAuth, PasswordAuth, TokenAuth
-from cdm_exporter.client import CdmClient, path_segment, query_string
-from cdm_exporter.errors import (
+from cdm_exporter.api import errors
+from cdm_exporter.api.auth import AkSkAuth, PasswordAuth, TokenAuth
+from cdm_exporter.api.client import CdmClient, path_segment, query_string
+from cdm_exporter.api.errors import (
     ApiError,
     AuthError,
     CdmError,
@@ -32,10 +32,10 @@ from cdm_exporter.errors import (
     TimeoutError_,
     TransportError,
 )
-from cdm_exporter.http_errors import error_for, success_json
-from cdm_exporter.models import JOB_TYPES
+from cdm_exporter.api.models import JOB_TYPES
+from cdm_exporter.api.responses import error_for, success_json
+from cdm_exporter.api.transport import DEFAULT_MAX_BODY_BYTES, RawResponse
 from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
-from cdm_exporter.transport import DEFAULT_MAX_BODY_BYTES, RawResponse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "api"
 

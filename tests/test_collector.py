@@ -9,10 +9,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from cdm_exporter import __version__
-from cdm_exporter.collector import CdmCollector, Snapshot
-from cdm_exporter.models import JOB_STATUSES, Cluster, JobSummary, Submission, latest, parse_submissions
-from cdm_exporter.state import ClusterView, JobState, TargetView
-from cdm_exporter.telemetry import ApiTelemetry, TelemetrySnapshot
+from cdm_exporter.api.models import JOB_STATUSES, Cluster, JobSummary, Submission, latest, parse_submissions
+from cdm_exporter.metrics.collector import CdmCollector
+from cdm_exporter.polling.snapshot import Snapshot
+from cdm_exporter.polling.state import ClusterView, JobState, TargetView
+from cdm_exporter.polling.telemetry import ApiTelemetry, TelemetrySnapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "collector"
 CLUSTER = Cluster(id="c-1", name="cdm-one", status="200", version="2.10.0")

@@ -7,10 +7,10 @@ import logging
 import pytest
 from sim_targets import sim_target
 
+from cdm_exporter.api.errors import ServerError
 from cdm_exporter.config import Config
-from cdm_exporter.errors import ServerError
-from cdm_exporter.exporter import Exporter
-from cdm_exporter.failures import FailureLog
+from cdm_exporter.polling.failure_log import FailureLog
+from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
 
 
@@ -65,7 +65,7 @@ def test_a_fault_on_every_job_logs_one_line_per_target_not_per_job(caplog: pytes
         try:
             exporter.collect(10)
             sim.add_fault(Fault(endpoint="job_status", status=500))
-            with caplog.at_level(logging.WARNING, "cdm_exporter.poller"):
+            with caplog.at_level(logging.WARNING, "cdm_exporter.polling.poller"):
                 for _ in range(3):
                     clock.advance(15)
                     exporter.collect(10)

@@ -54,7 +54,7 @@ from cdm_exporter.config import (
     TargetConfig,
     TokenAuthConfig,
 )
-from cdm_exporter.exporter import Exporter
+from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
 
 SCRAPE_TIMEOUT = 1.5  # announced by "Prometheus"; the exporter answers 0.5 s before it

@@ -12,9 +12,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from sim_targets import password_auth, sim_target
 
-from cdm_exporter.collector import CdmCollector
 from cdm_exporter.config import Config
-from cdm_exporter.exporter import Exporter
+from cdm_exporter.metrics.collector import CdmCollector
+from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.simulator import ManualClock, Simulator, SimulatorSettings
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "seed7.prom"

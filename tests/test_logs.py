@@ -310,7 +310,7 @@ def test_config_secrets_are_redacted_from_output() -> None:
     setup_logging("debug", "text", stream)
     installed = redact_secrets(config.secret_values())
     assert any(installed in h.filters for h in logging.getLogger().handlers)
-    logging.getLogger("cdm_exporter.client").warning(
+    logging.getLogger("cdm_exporter.api.client").warning(
         "IAM said %s", "bad token tok-SECRET", extra={"hdr": "tok-SECRET"}
     )
     output = stream.getvalue()

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdm_exporter import models
-from cdm_exporter.models import (
+from cdm_exporter.api import models
+from cdm_exporter.api.models import (
     Cluster,
     Counters,
     JobPage,

@@ -14,9 +14,9 @@ import pytest
 from sim_targets import sim_target
 
 from cdm_exporter.config import BudgetConfig, CollectionConfig, Config
-from cdm_exporter.exporter import Exporter
+from cdm_exporter.polling.state import JobState
+from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
-from cdm_exporter.state import JobState
 
 SCRAPE_INTERVAL = 15.0
 

@@ -38,8 +38,10 @@ from exporter_stack import ExporterServer, Exposition, scrape, wait_until
 from sim_targets import sim_target
 from tls_certs import TLSCerts, make_tls_certs, openssl_available
 
-from cdm_exporter.auth import AkSkAuth, CdmAuth, PasswordAuth, TokenAuth
-from cdm_exporter.client import CdmClient
+from cdm_exporter.api.auth import AkSkAuth, CdmAuth, PasswordAuth, TokenAuth
+from cdm_exporter.api.client import CdmClient
+from cdm_exporter.api.errors import CdmError
+from cdm_exporter.cli.service import Service
 from cdm_exporter.config import (
     AkSkAuthConfig,
     CollectionConfig,
@@ -49,10 +51,8 @@ from cdm_exporter.config import (
     TokenAuthConfig,
 )
 from cdm_exporter.config.webconfig import load_web_config
-from cdm_exporter.errors import CdmError
-from cdm_exporter.exporter import Exporter
 from cdm_exporter.logs import JsonFormatter, LogfmtFormatter
-from cdm_exporter.service import Service
+from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.simulator import Fault, Simulator, SimulatorSettings
 from cdm_exporter.simulator.auth import IssuedToken
 

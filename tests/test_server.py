@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import promtool_check_metrics, require_prometheus_tools
 from sim_targets import sim_target
 
+from cdm_exporter.cli.service import Service
 from cdm_exporter.config import CollectionConfig, Config, Secret, TokenAuthConfig, load_config
-from cdm_exporter.service import Service
 from cdm_exporter.simulator import Fault, Simulator, SimulatorSettings
 
 

@@ -11,9 +11,9 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdm_exporter.auth import AkSkAuth
-from cdm_exporter.client import path_segment, query_string
-from cdm_exporter.signer import EMPTY_BODY_SHA256, canonical_query, canonical_uri, sign
+from cdm_exporter.api.auth import AkSkAuth
+from cdm_exporter.api.client import path_segment, query_string
+from cdm_exporter.api.signer import EMPTY_BODY_SHA256, canonical_query, canonical_uri, sign
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 VECTOR_URL = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from cdm_exporter.singleflight import SingleFlight
+from cdm_exporter.polling.singleflight import SingleFlight
 
 
 def test_five_concurrent_callers_cause_one_run() -> None:

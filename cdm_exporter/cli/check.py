@@ -8,9 +8,9 @@ import time
 import click
 
 from cdm_exporter.cli.options import config_file_option, load_or_exit, logging_options, start_logging
-from cdm_exporter.exporter import Exporter
+from cdm_exporter.cli.report import render_report, target_failed
 from cdm_exporter.logs import redact_secrets
-from cdm_exporter.report import render_report, target_failed
+from cdm_exporter.polling.targets import Exporter
 
 #: collections run by check: clusters and lists, then statuses, then run history
 CHECK_PASSES = 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cdm_exporter.cli.options import env, fail, listen_address_option, logging_options, start_logging
+from cdm_exporter.cli.service import Service
 from cdm_exporter.config import (
     CollectionConfig,
     Config,
@@ -13,9 +14,8 @@ from cdm_exporter.config import (
     Secret,
     TargetConfig,
 )
-from cdm_exporter.httpserver import parse_listen_address
-from cdm_exporter.service import Service
 from cdm_exporter.simulator import Simulator, SimulatorSettings
+from cdm_exporter.web.http_server import parse_listen_address
 
 DEMO_PORT = 9792
 

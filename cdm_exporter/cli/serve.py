@@ -14,10 +14,10 @@ from cdm_exporter.cli.options import (
     logging_options,
     start_logging,
 )
+from cdm_exporter.cli.service import Service
 from cdm_exporter.config.errors import ConfigError
 from cdm_exporter.config.webconfig import WebConfig, load_web_config
-from cdm_exporter.httpserver import parse_listen_address
-from cdm_exporter.service import Service
+from cdm_exporter.web.http_server import parse_listen_address
 
 
 @click.command()

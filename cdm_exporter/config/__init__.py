@@ -3,7 +3,7 @@
 Use :func:`load_config`; every problem raises :class:`ConfigError` naming the dotted key to fix.
 """
 
-from cdm_exporter.secret import Secret
+from cdm_exporter.api.secret import Secret
 
 from .errors import ConfigError
 from .loader import config_from_env, load_config, parse_config, parse_duration

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from cdm_exporter.secret import Secret
+from cdm_exporter.api.secret import Secret
 
 from .errors import ConfigError
 from .model import (
@@ -47,7 +47,7 @@ from .model import (
     endpoint_problem,
     is_plain_http_to_remote,
 )
-from .secrets import read_secret_file, readable_by_others, secret_from_env, secret_from_text
+from .secret_sources import read_secret_file, readable_by_others, secret_from_env, secret_from_text
 
 log = logging.getLogger("cdm_exporter.config")
 

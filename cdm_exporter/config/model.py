@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from cdm_exporter.secret import Secret
+from cdm_exporter.api.secret import Secret
 
 from .errors import ConfigError
 

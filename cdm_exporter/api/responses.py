@@ -30,7 +30,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cdm_exporter.errors import (
+from cdm_exporter.api.errors import (
     ApiError,
     AuthError,
     CdmError,
@@ -39,7 +39,7 @@ from cdm_exporter.errors import (
     RateLimited,
     ServerError,
 )
-from cdm_exporter.transport import RawResponse
+from cdm_exporter.api.transport import RawResponse
 
 MAX_MESSAGE_CHARS = 200
 IAM_ENDPOINT = "iam_token"

@@ -1,6 +1,6 @@
 """One HTTP exchange with CDM or IAM: send, time, observe, read a capped body, classify failures.
 
-Shared by :mod:`cdm_exporter.client` and :mod:`cdm_exporter.auth` (the IAM token call), so that
+Shared by :mod:`cdm_exporter.api.client` and :mod:`cdm_exporter.api.auth` (the IAM token call), so that
 every HTTP call, IAM included, is observed the same way and fails with the same typed errors.
 Nothing here knows about Prometheus; the observer is a plain callable.
 """
@@ -18,7 +18,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from cdm_exporter.errors import MalformedResponse, TimeoutError_, TransportError
+from cdm_exporter.api.errors import MalformedResponse, TimeoutError_, TransportError
 
 log = logging.getLogger(__name__)
 

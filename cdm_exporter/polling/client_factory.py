@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from cdm_exporter.auth import AkSkAuth, CdmAuth, PasswordAuth, TokenAuth
-from cdm_exporter.client import CdmClient
+from cdm_exporter.api.auth import AkSkAuth, CdmAuth, PasswordAuth, TokenAuth
+from cdm_exporter.api.client import CdmClient
 from cdm_exporter.config import (
     AkSkAuthConfig,
     AuthConfig,
@@ -15,7 +15,7 @@ from cdm_exporter.config import (
     TargetConfig,
     TokenAuthConfig,
 )
-from cdm_exporter.poller import ApiClient
+from cdm_exporter.polling.poller import ApiClient
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import re
 import stat
 from collections.abc import Mapping
 
-from cdm_exporter.secret import Secret
+from cdm_exporter.api.secret import Secret
 
 from .errors import ConfigError
 

@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 
-from cdm_exporter.budget import Budgets
-from cdm_exporter.collector import Snapshot
 from cdm_exporter.config import CollectionConfig, Config, TargetConfig
-from cdm_exporter.connect import ClientFactory, build_client
-from cdm_exporter.poller import TargetPoller
-from cdm_exporter.singleflight import SingleFlight
-from cdm_exporter.telemetry import ApiTelemetry, TelemetrySnapshot
+from cdm_exporter.polling.budget import Budgets
+from cdm_exporter.polling.client_factory import ClientFactory, build_client
+from cdm_exporter.polling.poller import TargetPoller
+from cdm_exporter.polling.singleflight import SingleFlight
+from cdm_exporter.polling.snapshot import Snapshot
+from cdm_exporter.polling.telemetry import ApiTelemetry, TelemetrySnapshot
 
 log = logging.getLogger(__name__)
 

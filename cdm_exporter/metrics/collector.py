@@ -35,16 +35,16 @@ with each run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from cdm_exporter import __version__
-from cdm_exporter.models import CLUSTER_STATUSES, FAILED_STATUSES, JOB_STATUSES, Counters
-from cdm_exporter.state import JobState, TargetView
-from cdm_exporter.telemetry import TelemetrySnapshot
+from cdm_exporter.api.models import CLUSTER_STATUSES, FAILED_STATUSES, JOB_STATUSES, Counters
+from cdm_exporter.polling.snapshot import Snapshot
+from cdm_exporter.polling.state import JobState, TargetView
+from cdm_exporter.polling.telemetry import TelemetrySnapshot
 
 JOB_LABELS = ("cluster_id", "cluster_name", "job_name")
 ERROR_SUMMARY_MAX = 256
@@ -81,15 +81,6 @@ COUNTER_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("cdm_job_skipped_files", "Files skipped by the latest run (FILES_SKIPPED).", "files_skipped"),
     ("cdm_job_total_files", "Total files of the latest run (TOTAL_FILES).", "total_files"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Everything one exposition is built from."""
-
-    targets: tuple[TargetView, ...]
-    telemetry: TelemetrySnapshot
-    scrape_duration: float | None
 
 
 def _flag(value: bool | None) -> str:

@@ -22,8 +22,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from cdm_exporter import __version__
-from cdm_exporter.collector import CdmCollector
-from cdm_exporter.exporter import Exporter, UnknownTarget
+from cdm_exporter.metrics.collector import CdmCollector
+from cdm_exporter.polling.targets import Exporter, UnknownTarget
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

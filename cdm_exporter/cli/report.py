@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import textwrap
 
-from cdm_exporter.collector import Snapshot
-from cdm_exporter.models import FAILED_STATUSES
-from cdm_exporter.state import JobState, TargetView
+from cdm_exporter.api.models import FAILED_STATUSES
+from cdm_exporter.polling.snapshot import Snapshot
+from cdm_exporter.polling.state import JobState, TargetView
 
 ERROR_DETAILS_MAX = 2000
 

@@ -27,11 +27,11 @@ import requests
 from requests.auth import AuthBase
 
 from cdm_exporter import __version__
-from cdm_exporter.errors import CdmError, MalformedResponse, TimeoutError_, TransportError
-from cdm_exporter.http_errors import IAM_ENDPOINT, error_for, success_json
-from cdm_exporter.secret import Secret
-from cdm_exporter.signer import sign
-from cdm_exporter.transport import Deadline, Observer, new_session, send
+from cdm_exporter.api.errors import CdmError, MalformedResponse, TimeoutError_, TransportError
+from cdm_exporter.api.responses import IAM_ENDPOINT, error_for, success_json
+from cdm_exporter.api.secret import Secret
+from cdm_exporter.api.signer import sign
+from cdm_exporter.api.transport import Deadline, Observer, new_session, send
 
 log = logging.getLogger(__name__)
 

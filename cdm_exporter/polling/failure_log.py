@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cdm_exporter.errors import CdmError
+from cdm_exporter.api.errors import CdmError
 
 
 @dataclass

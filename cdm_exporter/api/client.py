@@ -14,7 +14,7 @@ Path parameters are percent-encoded as single path segments (:func:`path_segment
 URL built here is the URL sent on the wire and signed: requests would otherwise re-normalise it
 (urllib3 removes ``.``/``..`` segments, which would let a job named ``..`` address another path).
 
-Bodies are parsed by :mod:`cdm_exporter.models` (tolerant field by field). A wrong overall
+Bodies are parsed by :mod:`cdm_exporter.api.models` (tolerant field by field). A wrong overall
 shape, or a non-empty record list of which no record is usable, is a ``MalformedResponse``:
 an empty result there would read as "no clusters", "no jobs" or "never ran".
 
@@ -34,10 +34,9 @@ from urllib.parse import quote
 import requests
 
 from cdm_exporter import __version__
-from cdm_exporter.auth import CdmAuth
-from cdm_exporter.errors import MalformedResponse
-from cdm_exporter.http_errors import error_for, success_json
-from cdm_exporter.models import (
+from cdm_exporter.api.auth import CdmAuth
+from cdm_exporter.api.errors import MalformedResponse
+from cdm_exporter.api.models import (
     JOB_TYPES,
     Cluster,
     JobPage,
@@ -48,7 +47,15 @@ from cdm_exporter.models import (
     parse_job_page,
     parse_submissions,
 )
-from cdm_exporter.transport import DEFAULT_MAX_BODY_BYTES, Deadline, Observer, RawResponse, new_session, send
+from cdm_exporter.api.responses import error_for, success_json
+from cdm_exporter.api.transport import (
+    DEFAULT_MAX_BODY_BYTES,
+    Deadline,
+    Observer,
+    RawResponse,
+    new_session,
+    send,
+)
 
 log = logging.getLogger(__name__)
 

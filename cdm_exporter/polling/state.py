@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cdm_exporter.models import ACTIVE_STATUSES, Cluster, Counters, JobSummary, Submission
+from cdm_exporter.api.models import ACTIVE_STATUSES, Cluster, Counters, JobSummary, Submission
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,10 @@ from types import FrameType
 from cdm_exporter.config import Config, load_config
 from cdm_exporter.config.errors import ConfigError
 from cdm_exporter.config.webconfig import WebConfig
-from cdm_exporter.exporter import Exporter
-from cdm_exporter.httpserver import HTTPServer
 from cdm_exporter.logs import redact_secrets
-from cdm_exporter.server import ExporterApp
+from cdm_exporter.polling.targets import Exporter
+from cdm_exporter.web.app import ExporterApp
+from cdm_exporter.web.http_server import HTTPServer
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Protocol
 
-from cdm_exporter.budget import POLICIES, Budgets, TokenBucket
+from cdm_exporter.api.errors import AuthError, CdmError, NotFound, RateLimited
+from cdm_exporter.api.models import FAILED_STATUSES, Cluster, JobPage, Submission, latest
 from cdm_exporter.config import CollectionConfig, TargetConfig
-from cdm_exporter.errors import AuthError, CdmError, NotFound, RateLimited
-from cdm_exporter.failures import FailureLog
-from cdm_exporter.models import FAILED_STATUSES, Cluster, JobPage, Submission, latest
-from cdm_exporter.state import ClusterState, ClusterView, JobState, ListingCursor, TargetView
+from cdm_exporter.polling.budget import POLICIES, Budgets, TokenBucket
+from cdm_exporter.polling.failure_log import FailureLog
+from cdm_exporter.polling.state import ClusterState, ClusterView, JobState, ListingCursor, TargetView
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Known state to Prometheus metric families: the custom collector behind ``/metrics``."""

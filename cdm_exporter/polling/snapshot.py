@@ -1,0 +1,17 @@
+"""What an exposition, a report or the `check` table is built from: the known state at one moment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdm_exporter.polling.state import TargetView
+from cdm_exporter.polling.telemetry import TelemetrySnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one exposition is built from."""
+
+    targets: tuple[TargetView, ...]
+    telemetry: TelemetrySnapshot
+    scrape_duration: float | None
