@@ -96,6 +96,8 @@ class TargetPoller:
         self._clusters_ok: bool | None = None
         self._auth_failed = False
         self._error: str | None = None
+        self._error_kind: str | None = None
+        self._throttled_at: float | None = None  # wall time of the last 429 from CDM
         self._inflight: set[tuple[str, str, str]] = set()  # (what, cluster_id, job_name)
         self.failures = FailureLog(log, target.name)
         self.authenticated: bool | None = None  # did the last authenticated call work
@@ -118,14 +120,22 @@ class TargetPoller:
     def view(self) -> TargetView:
         with self._lock:
             clusters = tuple(
-                ClusterView(c.cluster, c.up, tuple(c.jobs.values()), c.list_error)
+                ClusterView(c.cluster, c.up, tuple(c.jobs.values()), c.list_error, c.list_error_kind)
                 for c in self._clusters.values()
             )
             up = None if self._clusters_ok is None else (self._clusters_ok and not self._auth_failed)
-            error = self._error
+            error, error_kind, throttled_at = self._error, self._error_kind, self._throttled_at
         remaining = {p: self._bucket(p).available() for p in POLICIES}
         return TargetView(
-            self.target.name, self.target.project_id, self.target.region, up, clusters, error, remaining
+            self.target.name,
+            self.target.project_id,
+            self.target.region,
+            up,
+            clusters,
+            error,
+            remaining,
+            error_kind=error_kind,
+            throttled_at=throttled_at,
         )
 
     def close(self) -> None:
@@ -148,6 +158,8 @@ class TargetPoller:
         # a 429 pauses the bucket of the API that sent it (IAM's limits are not CDM's budgets)
         if isinstance(error, RateLimited) and bucket is not None and error.endpoint != "iam_token":
             bucket.throttled()
+            with self._lock:
+                self._throttled_at = self._wall()
         if isinstance(error, AuthError):
             with self._lock:
                 self._auth_failed = True
@@ -184,6 +196,7 @@ class TargetPoller:
             with self._lock:
                 self._clusters_ok = False  # a 429 too (design.md section 6): the list did not work
                 self._error = str(error)
+                self._error_kind = error.kind
             return
         self._call_worked("list_clusters")
         selected = {c.id: c for c in clusters if self.target.cluster_selected(c.id, c.name)}
@@ -200,6 +213,7 @@ class TargetPoller:
             self._clusters_at = now
             self._clusters_ok = True
             self._error = None
+            self._error_kind = None
         for cluster_id in gone:
             self.failures.forget(_list_scope(cluster_id))
 
@@ -247,6 +261,7 @@ class TargetPoller:
                 with self._lock:
                     state.up = False  # a 429 too (design.md section 6)
                     state.list_error = str(error)
+                    state.list_error_kind = error.kind
                     if not isinstance(error, RateLimited):  # throttled: resume where it stopped
                         state.listing = None  # start over next time: pages may have shifted
                         # retried at the list interval like a success, so a broken cluster cannot
@@ -278,6 +293,7 @@ class TargetPoller:
             state.listed_at = self._mono()
             state.up = True
             state.list_error = None
+            state.list_error_kind = None
 
     # --- 3. job status -----------------------------------------------------------------------
 

@@ -115,6 +115,7 @@ class ClusterState:
     listed_at: float | None = None  # monotonic time the last complete list was read
     listing: ListingCursor | None = None
     list_error: str | None = None
+    list_error_kind: str | None = None  # ``CdmError.kind`` of list_error ("throttled", "auth", ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,7 @@ class ClusterView:
     up: bool | None
     jobs: tuple[JobState, ...]
     error: str | None
+    error_kind: str | None = None  # ``CdmError.kind`` of error
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +138,5 @@ class TargetView:
     clusters: tuple[ClusterView, ...]
     error: str | None
     budget_remaining: dict[str, float]
+    error_kind: str | None = None  # ``CdmError.kind`` of error
+    throttled_at: float | None = None  # wall-clock time of the last 429 from CDM
