@@ -25,6 +25,8 @@ from typing import TypeVar
 import pytest
 from selenium import webdriver
 from selenium.webdriver import Chrome as WebDriver
+
+__all__ = ["WebDriver", "chromium", "console_errors", "require_browser", "wait_for"]
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -88,4 +90,5 @@ def wait_for(browser: WebDriver, check: Callable[[WebDriver], T], timeout: float
 
 def console_errors(browser: WebDriver) -> list[str]:
     """The page's console messages of level SEVERE since the last call (CSP violations among them)."""
-    return [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    entries: list[dict[str, str]] = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    return [entry["message"] for entry in entries if entry["level"] == "SEVERE"]

@@ -6,7 +6,9 @@
   "use strict";
 
   var body = document.body;
-  var API = body.getAttribute("data-api");
+  // from the origin: a page opened as http://user:pass@host/ has the credentials in its own URL,
+  // and fetch() refuses a URL that carries them (the browser still sends the cached ones)
+  var API = location.origin + body.getAttribute("data-api");
   var REFRESH_MS = Number(body.getAttribute("data-refresh")) * 1000;
   var PAGE_ROWS = Number(body.getAttribute("data-page-rows"));
   var GROUPS = ["failed", "active", "other", "succeeded"];
@@ -344,6 +346,9 @@
   // --- behaviour -----------------------------------------------------------------------------------
 
   function show(view) {
+    // an unchanged view is not drawn again: redrawing the links under a pointer that is pressing
+    // one (the filter box's change event fires on that press) would swallow the click
+    if (href(view) === href(state.view) && view.page === state.view.page) { return; }
     state.view = view;
     var url = href(view);
     history.replaceState(null, "", url === "/" ? location.pathname : url);
@@ -368,7 +373,9 @@
   var typing = null;
   var form = document.getElementById("filter");
   form.addEventListener("submit", function (event) { event.preventDefault(); show(fromForm()); });
-  form.addEventListener("change", function () { show(fromForm()); });
+  form.addEventListener("change", function (event) {
+    if (event.target.tagName === "SELECT") { show(fromForm()); }  // the text box has its input event
+  });
   form.addEventListener("input", function () {
     clearTimeout(typing);
     typing = setTimeout(function () { show(fromForm()); }, 150);
