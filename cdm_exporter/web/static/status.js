@@ -341,6 +341,7 @@
     renderForm(data, view);
     renderJobs(data, view);
     renderFreshness();
+    performance.mark("cdm:refreshed");  // for bench/status_page.py
   }
 
   // --- behaviour -----------------------------------------------------------------------------------
@@ -356,6 +357,7 @@
       renderCounts(state.data, view);
       renderForm(state.data, view);
       renderJobs(state.data, view);
+      performance.mark("cdm:shown");
     }
   }
 
