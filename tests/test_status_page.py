@@ -558,3 +558,16 @@ def test_basic_auth_and_tls_guard_the_page_its_data_and_its_files(tmp_path: Path
                 assert requests.get(url, verify=ca, auth=(WEB_USER, WEB_PASSWORD), timeout=30).ok, path
         finally:
             service.stop()
+
+
+def test_a_machine_without_the_browser_fails_the_test_with_the_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import browser as browser_module
+
+    monkeypatch.setattr(browser_module, "CHROMIUM_BIN", tmp_path / "chromium")
+    with pytest.raises(pytest.fail.Exception) as failure:
+        browser_module.require_browser()
+    message = str(failure.value)
+    assert str(tmp_path / "chromium") in message
+    assert "apt-get install -y --no-install-recommends chromium chromium-driver" in message
