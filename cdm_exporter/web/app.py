@@ -58,6 +58,7 @@ SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
 )
 NO_STORE = (("Cache-Control", "no-store"),)
+JSON_TYPE = "application/json; charset=utf-8"
 
 ReloadHook = Callable[[], tuple[bool, str]]
 
@@ -239,6 +240,8 @@ class ExporterApp:
 
     def _status_json(self, environ: WSGIEnvironment) -> Response:
         names = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).get("target")
+        if names is not None:
+            names = list(dict.fromkeys(names))  # a name given twice is one target
         try:
             snapshot = self._status_snapshot(environ, names)
         except UnknownTarget as error:
@@ -247,9 +250,6 @@ class ExporterApp:
             return Response("404 Not Found", _json({"error": message}), JSON_TYPE, NO_STORE)
         body = _json(status_data(snapshot, time.time()))
         return _compressed(environ, Response("200 OK", body, JSON_TYPE, NO_STORE))
-
-
-JSON_TYPE = "application/json; charset=utf-8"
 
 
 def _json(value: object) -> bytes:
