@@ -1,7 +1,8 @@
 """CdmClient over real HTTP against the simulator (127.0.0.1), plus the pure helpers it uses.
 
 The simulator shares no code with the client, so these tests check two independent readings
-of cdm-api.md against each other: paths on the wire, paging, error bodies, faults.
+of the API documentation (docs/api-notes.md) against each other: paths on the wire, paging,
+error bodies, faults.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 CONFIG_PATH = "/etc/cdm-exporter/config.yml"  # also where deploy/kubernetes mounts the ConfigMap
-DEFAULT_PORT = 9792  # `--web.listen-address` default :9792 (design.md section 5); see test_cli_agrees
+DEFAULT_PORT = 9792  # `--web.listen-address` default (README.md, "Default port: 9792"); see test_cli_agrees
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Budgeted incremental polling against the simulator over real HTTP (design.md section 4).
+"""Budgeted incremental polling against the simulator over real HTTP (docs/architecture.md,
+"Polling within the API budget").
 
 Time is a shared manual clock: the simulator's rate-limit windows and job lifecycle, and the
 exporter's budgets and refresh timestamps, all read it, so minutes of polling run in seconds

@@ -1,4 +1,4 @@
-"""Response shapes of every simulated endpoint (cdm-api.md section 2), over real HTTP."""
+"""Response shapes of every simulated endpoint (docs/api-notes.md, one section per call), over real HTTP."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Tolerant parsing of CDM API JSON into typed, immutable objects.
 
-The API has quirks (see ``cdm-api.md`` section 0): the ``last-udpate-user`` typo next to the
+The API has quirks (docs/api-notes.md, "Field quirks"): the ``last-udpate-user`` typo next to the
 fixed spelling, epoch-millisecond timestamps sent as numbers or numeric strings, ``progress``
 as int or float with -1 meaning unknown, ``isStopingIncrement`` as a string, ``counters`` only
 on some runs. Parsing is field by field: a field of the wrong type becomes ``None`` and costs
@@ -133,7 +133,7 @@ def as_bool(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
     if isinstance(value, str):
-        # "0"/"1" is how ListClusters sends ``isFrozen`` (cdm-api.md section 2.1)
+        # "0"/"1" is how ListClusters sends ``isFrozen`` (docs/api-notes.md, "Clusters")
         text = value.strip().lower()
         if text in ("true", "1"):
             return True
@@ -373,7 +373,7 @@ def _submission(raw: Mapping[str, Any]) -> Submission | None:
     name = as_str(raw.get("job-name"))
     if not name:
         return None
-    # Both spellings exist in the wild (cdm-api.md section 0); the fixed one wins when both are sent.
+    # Both spellings exist in the wild (docs/api-notes.md, "Field quirks"); the fixed one wins.
     last_update_user = as_str(raw.get("last-update-user"))
     if last_update_user is None:
         last_update_user = as_str(raw.get("last-udpate-user"))

@@ -1,4 +1,4 @@
-"""Turn an HTTP answer into JSON or into the right typed error (cdm-api.md section 3).
+"""Turn an HTTP answer into JSON or into the right typed error (docs/api-notes.md, "Errors").
 
 Error bodies come in several shapes and all are read:
 

@@ -70,7 +70,7 @@ AKSK_KEYS = ("access_key", "access_key_env", "secret_key", "secret_key_file", "s
              "security_token", "security_token_file", "security_token_env")
 # fmt: on
 
-# Huawei SDK environment variables (cdm-api.md sections 1 and 4.3).
+# Huawei SDK environment variables (docs/api-notes.md, "Endpoints and hosts").
 ENV_AK = "HUAWEICLOUD_SDK_AK"
 ENV_SK = "HUAWEICLOUD_SDK_SK"
 ENV_PROJECT_ID = "HUAWEICLOUD_SDK_PROJECT_ID"

@@ -1,6 +1,6 @@
 """Rate limiters that keep the exporter inside CDM's per-user API rate limits.
 
-CDM counts requests per IAM user and API policy over a rolling minute (``cdm-api.md`` section 5):
+CDM counts requests per IAM user and API policy over a rolling minute (docs/api-notes.md, "Rate limits"):
 ``job_status`` (ShowJobStatus alone) and ``common`` (ListClusters, ShowJobs, ShowSubmissions).
 Each limiter is two rules at once:
 

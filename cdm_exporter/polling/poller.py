@@ -1,6 +1,6 @@
 """Decides what to fetch from one target within the API budget and the scrape deadline.
 
-Each collection (design.md section 4):
+Each collection (docs/architecture.md, "Polling within the API budget"):
 
 1. reads the cluster list when it is older than ``discovery_interval`` (or the last read failed);
 2. reads each cluster's job list, every job type, page by page, when it is older than
@@ -182,7 +182,7 @@ class TargetPoller:
         except CdmError as error:
             self._call_failed("list_clusters", error, bucket)
             with self._lock:
-                self._clusters_ok = False  # a 429 too (design.md section 6): the list did not work
+                self._clusters_ok = False  # a 429 too: the list did not work
                 self._error = str(error)
             return
         self._call_worked("list_clusters")
@@ -245,7 +245,7 @@ class TargetPoller:
             except CdmError as error:
                 self._call_failed(_list_scope(cluster_id), error, bucket)
                 with self._lock:
-                    state.up = False  # a 429 too (design.md section 6)
+                    state.up = False  # a 429 too: the list did not work
                     state.list_error = str(error)
                     if not isinstance(error, RateLimited):  # throttled: resume where it stopped
                         state.listing = None  # start over next time: pages may have shifted
@@ -282,7 +282,8 @@ class TargetPoller:
     # --- 3. job status -----------------------------------------------------------------------
 
     def _status_order(self) -> tuple[list[JobState], list[JobState], list[JobState]]:
-        """Running, changed and other jobs, each oldest-refreshed first (design.md section 4)."""
+        """Running, changed and other jobs, each oldest-refreshed first (architecture.md, "What a
+        collection fetches")."""
         with self._lock:
             jobs = [j for c in self._clusters.values() for j in c.jobs.values()]
 

@@ -2,7 +2,7 @@
 ShowSubmissions, answering from the world (authentication, throttling and faults are done
 before these are reached).
 
-Choices where the real service is not documented (cdm-api.md section 7), each made
+Choices where the real service is not documented (docs/api-notes.md, "Open questions"), each made
 deterministically from the seed so that clients meet every variant:
 
 * unknown cluster id on a cluster-scoped path: 400 or 404, body ``Cdm.0001``;
