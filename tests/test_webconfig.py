@@ -280,7 +280,7 @@ UNKNOWN_KEYS: list[tuple[str, str, str]] = [
     (
         "http_server_config: {headers: {X-Frame-Option: deny}}\n",
         "http_server_config.headers.X-Frame-Option",
-        "this header cannot be configured; did you mean 'X-Frame-Options'?",
+        "unknown key; did you mean 'X-Frame-Options'?",
     ),
     (
         "colour: blue\n",

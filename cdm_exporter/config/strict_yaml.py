@@ -81,18 +81,12 @@ def mapping_of(value: object, path: str, allowed: tuple[str, ...]) -> dict[str, 
     """Check ``value`` is a mapping of known string keys; report the first unknown one."""
     if not isinstance(value, dict):
         raise ConfigError(path, f"expected a mapping with keys {', '.join(allowed)}, got {describe(value)}")
-    for key in string_keys(value, path):
-        if key not in allowed:
-            hint = did_you_mean(key, allowed) or f"; allowed keys: {', '.join(allowed)}"
-            raise ConfigError(user_key(path, key), f"unknown key{hint}")
-    return value
-
-
-def string_keys(value: dict[Any, Any], path: str) -> dict[str, object]:
-    """``value`` once every key of it is known to be a string (YAML reads ``yes: 1`` as a bool key)."""
     for key in value:
         if not isinstance(key, str):
             raise ConfigError(user_key(path, key), f"keys must be strings, got {describe(key)}")
+        if key not in allowed:
+            hint = did_you_mean(key, allowed) or f"; allowed keys: {', '.join(allowed)}"
+            raise ConfigError(user_key(path, key), f"unknown key{hint}")
     return value
 
 
