@@ -256,6 +256,12 @@ class Submission:
     error_summary: str | None = None
     error_details: str | None = None
 
+    @property
+    def end_date(self) -> float | None:
+        """When a finished run ended: its last update, else when it executed, else when it was
+        created (the dates a run is sure to carry differ between API versions)."""
+        return self.last_update_date or self.execute_date or self.creation_date
+
 
 @dataclass(frozen=True, slots=True)
 class JobPage:

@@ -30,6 +30,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cdm_exporter.api.endpoints import Endpoint
 from cdm_exporter.api.errors import (
     ApiError,
     AuthError,
@@ -42,7 +43,6 @@ from cdm_exporter.api.errors import (
 from cdm_exporter.api.transport import RawResponse
 
 MAX_MESSAGE_CHARS = 200
-IAM_ENDPOINT = "iam_token"
 
 _NOT_FOUND_CODES = frozenset({"CDM.0100", "CDM.0054"})
 _AUTH_CODES = frozenset({"CDM.0032", "APIGW.0301", "APIG.0301"})
@@ -107,7 +107,7 @@ def load_json(raw: RawResponse) -> Any:
         return None
 
 
-def success_json(endpoint: str, raw: RawResponse) -> Any:
+def success_json(endpoint: Endpoint, raw: RawResponse) -> Any:
     """The JSON document of a 2xx answer, or :class:`MalformedResponse`."""
 
     def malformed(message: str) -> MalformedResponse:
@@ -130,7 +130,7 @@ def success_json(endpoint: str, raw: RawResponse) -> Any:
         raise malformed("invalid JSON") from None
 
 
-def error_for(endpoint: str, raw: RawResponse, redact: Redactor = _identity) -> CdmError:
+def error_for(endpoint: Endpoint, raw: RawResponse, redact: Redactor = _identity) -> CdmError:
     """The typed error for a non-2xx answer."""
     status = raw.status
     code, message, body_request_id = error_fields(load_json(raw))
@@ -149,7 +149,7 @@ def error_for(endpoint: str, raw: RawResponse, redact: Redactor = _identity) -> 
         cls = NotFound
     elif status >= 500:
         cls = ServerError
-    elif endpoint == IAM_ENDPOINT and 400 <= status < 500:
+    elif endpoint == "iam_token" and 400 <= status < 500:
         cls = AuthError  # IAM answers 400 for a malformed or unscoped credential request
     else:
         cls = ApiError

@@ -18,12 +18,13 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
+from cdm_exporter.api.endpoints import Endpoint
 from cdm_exporter.api.errors import MalformedResponse, TimeoutError_, TransportError
 
 log = logging.getLogger(__name__)
 
 #: ``(endpoint, code, seconds)`` for every HTTP call; code is the status as a string or ``"error"``.
-Observer = Callable[[str, str, float], None]
+Observer = Callable[[Endpoint, str, float], None]
 
 #: Largest response body read into memory; a bigger one is refused, not truncated.
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -88,13 +89,13 @@ class Deadline:
     def remaining(self) -> float | None:
         return None if self._end is None else self._end - self._clock()
 
-    def check(self, endpoint: str) -> None:
+    def check(self, endpoint: Endpoint) -> None:
         """Raise :class:`TimeoutError_` when the budget is used up."""
         remaining = self.remaining()
         if remaining is not None and remaining <= 0:
             raise TimeoutError_(endpoint, "call deadline exceeded")
 
-    def timeouts(self, endpoint: str, connect: float, read: float) -> tuple[float, float]:
+    def timeouts(self, endpoint: Endpoint, connect: float, read: float) -> tuple[float, float]:
         """The (connect, read) timeouts for the next HTTP call, cut to what is left."""
         self.check(endpoint)
         remaining = self.remaining()
@@ -103,7 +104,7 @@ class Deadline:
         return min(connect, remaining), min(read, remaining)
 
 
-def notify(observer: Observer | None, endpoint: str, code: str, seconds: float) -> None:
+def notify(observer: Observer | None, endpoint: Endpoint, code: str, seconds: float) -> None:
     """Call the observer; a failing observer must not turn a good API call into a failure."""
     if observer is None:
         return
@@ -132,7 +133,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def classify(endpoint: str, exc: BaseException) -> TransportError:
+def classify(endpoint: Endpoint, exc: BaseException) -> TransportError:
     """Map a requests/urllib3/socket exception to a short, secret-free typed error.
 
     The message names the failure class only: the library's own text includes the URL and
@@ -179,7 +180,7 @@ def classify(endpoint: str, exc: BaseException) -> TransportError:
     return TransportError(endpoint, f"request failed ({type(exc).__name__})")
 
 
-def _read_body(resp: requests.Response, endpoint: str, max_bytes: int, deadline: Deadline) -> bytes:
+def _read_body(resp: requests.Response, endpoint: Endpoint, max_bytes: int, deadline: Deadline) -> bytes:
     declared = resp.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise MalformedResponse(
@@ -209,7 +210,7 @@ def send(
     session: requests.Session,
     prepared: requests.PreparedRequest,
     *,
-    endpoint: str,
+    endpoint: Endpoint,
     timeout: tuple[float, float],
     deadline: Deadline,
     observer: Observer | None,

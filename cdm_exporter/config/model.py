@@ -9,17 +9,15 @@ same rules as one read from YAML. Types, unknown keys and secret sources are the
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from cdm_exporter.api.secret import Secret
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 #: The job types ShowJobs can list; each is queried separately (docs/api-notes.md, "Job list").
 JOB_TYPES: tuple[str, ...] = ("NORMAL_JOB", "BATCH_JOB", "SCENARIO_JOB")
@@ -39,13 +37,6 @@ _HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
 _UNSAFE_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 
 DAY = 86400.0
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest choice, or ``""``; case is ignored for matching."""
-    by_upper = {choice.upper(): choice for choice in choices}
-    close = difflib.get_close_matches(word.upper(), list(by_upper), n=1, cutoff=0.6)
-    return f"; did you mean {by_upper[close[0]]!r}?" if close else ""
 
 
 def default_endpoint(region: str) -> str:

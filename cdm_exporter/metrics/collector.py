@@ -43,26 +43,13 @@ from prometheus_client.samples import Sample
 from cdm_exporter import __version__
 from cdm_exporter.api.models import CLUSTER_STATUSES, FAILED_STATUSES, JOB_STATUSES, Counters
 from cdm_exporter.polling.snapshot import Snapshot
-from cdm_exporter.polling.state import JobState, TargetView
+from cdm_exporter.polling.state import JobInfo, JobState, TargetView
 from cdm_exporter.polling.telemetry import TelemetrySnapshot
 
 JOB_LABELS = ("cluster_id", "cluster_name", "job_name")
 ERROR_SUMMARY_MAX = 256
 
-INFO_LABELS = (
-    "job_type",
-    "external_id",
-    "creation_user",
-    "last_update_user",
-    "incremental",
-    "execute_auto",
-    "delete_after_run",
-    "stopping_increment",
-    "from_connector",
-    "to_connector",
-    "from_link",
-    "to_link",
-)
+INFO_LABELS = JobInfo._fields
 
 #: gauge name suffix -> (help, counter field)
 COUNTER_GAUGES: tuple[tuple[str, str, str], ...] = (
@@ -81,10 +68,6 @@ COUNTER_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("cdm_job_skipped_files", "Files skipped by the latest run (FILES_SKIPPED).", "files_skipped"),
     ("cdm_job_total_files", "Total files of the latest run (TOTAL_FILES).", "total_files"),
 )
-
-
-def _flag(value: bool | None) -> str:
-    return "" if value is None else ("true" if value else "false")
 
 
 class _JobFamilies:
@@ -194,26 +177,7 @@ class _JobFamilies:
             if value is not None:
                 family.samples.append(Sample(family.name, labels, float(value)))
 
-        latest = job.latest
-        info = (
-            summary.job_type or "",
-            (latest.external_id if latest else None) or summary.external_id or "",
-            (latest.creation_user if latest else None) or summary.creation_user or "",
-            (latest.last_update_user if latest else None) or summary.update_user or "",
-            _flag(
-                latest.is_incrementing
-                if latest and latest.is_incrementing is not None
-                else summary.is_incremental
-            ),
-            _flag(latest.is_execute_auto if latest else None),
-            _flag(latest.is_delete_job if latest else None),
-            (latest.is_stopping_increment if latest else None) or "",
-            summary.from_connector or "",
-            summary.to_connector or "",
-            summary.from_link or "",
-            summary.to_link or "",
-        )
-        self.info.add_metric((*ids, *info), 1.0)
+        self.info.add_metric((*ids, *job.info()), 1.0)
         if run is not None and run.status in FAILED_STATUSES:
             self.error.add_metric((*ids, (run.error_summary or "")[:ERROR_SUMMARY_MAX]), 1.0)
 

@@ -6,9 +6,30 @@ a consistent snapshot by copying references while the poller's worker threads ke
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
+from cdm_exporter.api.endpoints import Policy
 from cdm_exporter.api.models import ACTIVE_STATUSES, Cluster, Counters, JobSummary, Submission
+from cdm_exporter.api.paging import JobListPaging
+
+
+class JobInfo(NamedTuple):
+    """The non-numeric facts of a job (the labels of ``cdm_job_info``); "" where none is known."""
+
+    job_type: str
+    external_id: str
+    creation_user: str
+    last_update_user: str
+    incremental: str  # "true", "false" or ""
+    execute_auto: str
+    delete_after_run: str
+    stopping_increment: str
+    from_connector: str
+    to_connector: str
+    from_link: str
+    to_link: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +81,32 @@ class JobState:
         """The fetched run when it is still the newest information, else ``None``."""
         return self.latest if self.latest_is_current else None
 
+    def with_successes(self, runs: Iterable[Submission]) -> JobState:
+        """This state with ``last_success`` moved on to the end of the latest SUCCEEDED run among
+        ``runs``; it never moves back (a history page may not reach the run we saw end)."""
+        ends = [run.end_date for run in runs if run.status == "SUCCEEDED"]
+        known = [end for end in (self.last_success, *ends) if end is not None]
+        return replace(self, last_success=max(known)) if known else self
+
+    def info(self) -> JobInfo:
+        """The job's facts: the fetched run's where it has them, else the list entry's."""
+        run, summary = self.latest, self.summary
+        incremental = run.is_incrementing if run is not None else None
+        return JobInfo(
+            job_type=summary.job_type or "",
+            external_id=(run.external_id if run else None) or summary.external_id or "",
+            creation_user=(run.creation_user if run else None) or summary.creation_user or "",
+            last_update_user=(run.last_update_user if run else None) or summary.update_user or "",
+            incremental=_flag(summary.is_incremental if incremental is None else incremental),
+            execute_auto=_flag(run.is_execute_auto if run else None),
+            delete_after_run=_flag(run.is_delete_job if run else None),
+            stopping_increment=(run.is_stopping_increment if run else None) or "",
+            from_connector=summary.from_connector or "",
+            to_connector=summary.to_connector or "",
+            from_link=summary.from_link or "",
+            to_link=summary.to_link or "",
+        )
+
     def counters(self) -> Counters | None:
         """Counters of the latest run: the run's own, else the list entry's (which carries some
         while a run is under way) when that entry describes the same run."""
@@ -79,6 +126,10 @@ class JobState:
             files_read=s.files_read,
             files_written=s.files_written,
         )
+
+
+def _flag(value: bool | None) -> str:
+    return "" if value is None else ("true" if value else "false")
 
 
 #: list status -> the run statuses it stands for (the list reports FAILED for FAILURE_ON_SUBMIT)
@@ -103,7 +154,7 @@ class ListingCursor:
     """A job list being read page by page, possibly across several collections (budget)."""
 
     type_index: int = 0
-    page_no: int = 1
+    paging: JobListPaging = field(default_factory=JobListPaging)  # of the type being read
     jobs: dict[str, JobSummary] = field(default_factory=dict)
 
 
@@ -135,4 +186,4 @@ class TargetView:
     up: bool | None
     clusters: tuple[ClusterView, ...]
     error: str | None
-    budget_remaining: dict[str, float]
+    budget_remaining: dict[Policy, float]
