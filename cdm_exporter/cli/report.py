@@ -68,9 +68,10 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 def _job_row(cluster_name: str, job: JobState) -> tuple[str, ...]:
     run = job.current_run
     counters = job.counters()
-    progress = "-" if run is None or run.progress is None else f"{run.progress:.0f}%"
+    ratio = None if run is None else run.progress_ratio
+    progress = "-" if ratio is None else f"{100 * ratio:.0f}%"
     error = ""
-    if run is not None and run.status in FAILED_STATUSES:
+    if run is not None and job.status in FAILED_STATUSES:
         error = _one_line(run.error_summary or "(no summary)", 60)
     return (
         _one_line(cluster_name, 24),
@@ -115,7 +116,7 @@ def render_report(snapshot: Snapshot) -> str:
             for job in sorted(cluster.jobs, key=lambda j: j.name):
                 rows.append(_job_row(cluster.cluster.name, job))
                 run = job.current_run
-                if run is not None and run.status in FAILED_STATUSES:
+                if run is not None and job.status in FAILED_STATUSES:
                     failures.append((_printable(cluster.cluster.name), _printable(job.name), run))
     header = (
         "CLUSTER",
