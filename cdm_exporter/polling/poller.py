@@ -4,10 +4,12 @@ Each collection (design.md section 4):
 
 1. reads the cluster list when it is older than ``discovery_interval`` (or the last read failed);
 2. reads each cluster's job list, every job type, page by page, when it is older than
-   ``job_list_interval``; a list that the budget cuts short resumes at the next collection;
+   ``job_list_interval``; a list that the budget cuts short resumes at the next collection; a
+   type the cluster refuses is skipped there and tried again hourly (``job_types``);
 3. fetches ``/status`` for BOOTING/RUNNING jobs first, then jobs whose list entry changed since
    their last fetch, then the oldest-refreshed rest, as far as the budget and the deadline allow;
-4. reads the run history of a job only when a run may have ended unseen (for last success);
+4. reads the run history of a job only when a run may have ended unseen (for last success),
+   page by page until the newest success is known (``history``);
 5. keeps everything else as last known, and forgets jobs and clusters that no longer exist.
 
 Requests that outlive the deadline finish in the background and land in the state for the next
