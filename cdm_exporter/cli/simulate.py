@@ -20,6 +20,7 @@ import click
 
 from cdm_exporter.simulator import SPEC_HELP, Fault, FaultSpecError, Simulator, SimulatorSettings
 from cdm_exporter.simulator import settings as defaults
+from cdm_exporter.simulator.generate import JOB_TYPES
 from cdm_exporter.simulator.replay import RecordingError, Replay, ReplayServer
 from cdm_exporter.simulator.service import HttpService
 
@@ -252,6 +253,22 @@ EPILOG = "\n\n".join("\b\n" + part for part in (SPEC_HELP + "\n\n" + ADMIN_HELP)
     help="Private key (PEM) of --tls-cert.",
 )
 @_option(
+    "--refuse-job-type",
+    "refused_job_types",
+    type=click.Choice(JOB_TYPES),
+    multiple=True,
+    envvar=_env("refuse-job-type"),
+    help="Answer job lists of this type with 400 Cdm.0014, like a cluster that does not know it "
+    "(repeatable).",
+)
+@_option(
+    "--history-order",
+    type=click.Choice(defaults.HISTORY_ORDERS),
+    default="newest-first",
+    envvar=_env("history-order"),
+    help="Order of the runs in the run history (ShowSubmissions).",
+)
+@_option(
     "--replay",
     "replay_file",
     type=click.Path(exists=True, dir_okay=False),
@@ -282,6 +299,8 @@ def simulate(
     odd_job_names: bool,
     tls_cert: str | None,
     tls_key: str | None,
+    refused_job_types: tuple[str, ...],
+    history_order: str,
     replay_file: str | None,
 ) -> None:
     """Run a simulated Huawei Cloud CDM + IAM API (for demos, tests and dashboards).
@@ -317,6 +336,8 @@ def simulate(
             odd_job_names=odd_job_names,
             certfile=tls_cert,
             keyfile=tls_key,
+            refused_job_types=refused_job_types,
+            history_order=history_order,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -390,7 +411,10 @@ def _print_banner(sim: Simulator, faults: tuple[Fault, ...]) -> None:
         f"  AK/SK        {s.access_key} / {s.secret_key}",
         f"  IAM password domain {s.iam_domain}, user {s.iam_user}, password {s.iam_password}",
         f"  seed {s.seed}, time scale {s.time_scale}, rate limit {s.rate_limit}/min per user and policy",
+        f"  run history  {s.history_order}",
     ]
+    if s.refused_job_types:
+        lines.append(f"  job types refused by every cluster: {', '.join(s.refused_job_types)}")
     for cluster in sim.world.clusters():
         lines.append(
             f"  cluster      {cluster.id} {cluster.name} status {cluster.status} ({cluster.job_count} jobs)"
