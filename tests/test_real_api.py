@@ -104,6 +104,15 @@ def target(url: str, name: str = "otc") -> TargetConfig:
     )
 
 
+def config_file(directory: Path, url: str) -> Path:
+    """A configuration file for ``check`` against a replay at ``url``."""
+    spec: dict[str, Any] = {"name": "otc", "region": "eu-de", "project_id": PROJECT}
+    spec.update(endpoint=url, iam_endpoint=url, auth={"token": "any-token-will-do"})
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump({"targets": [spec]}))
+    return path
+
+
 def replayed(
     replay: Replay, clock: ManualClock, collections: int = 3, **collection: Any
 ) -> tuple[Exporter, ReplayServer]:
@@ -244,6 +253,17 @@ def test_a_refused_job_type_leaves_the_cluster_up(corpus_run: tuple[Exposition, 
     assert expo.value("cdm_cluster_up", cluster_id=CLUSTER, cluster_name="cdm-c018") == 1
     assert job_value(expo, "cdm_job_status", "mysql_entire_db", status="RUNNING") == 1  # BATCH listed
     assert replay.served(refused["seq"]) == 1  # not asked again on the relist
+
+
+def test_check_names_the_refused_job_type(tmp_path: Path) -> None:
+    with ReplayServer(Replay.load(CORPUS)) as server:
+        config = config_file(tmp_path, server.url)
+        result = CliRunner().invoke(cli, ["check", "--config.file", str(config), "--timeout", "20"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "job list up, 7 job(s), job types it does not list (tried again hourly): SCENARIO_JOB"
+        in result.stdout
+    )
 
 
 def test_a_refused_job_type_is_tried_again_hourly_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -457,10 +477,7 @@ def test_logs_and_check_show_the_same_code_and_message(
         for line in lines[2:]
     ]
     with ReplayServer(Replay.parse(failing)) as server:
-        config = tmp_path / "config.yaml"
-        spec = {k: v for k, v in vars(target(server.url)).items() if k in ("name", "region", "project_id")}
-        spec.update(endpoint=server.url, iam_endpoint=server.url, auth={"token": "any-token-will-do"})
-        config.write_text(yaml.safe_dump({"targets": [spec]}))
+        config = config_file(tmp_path, server.url)
         result = CliRunner().invoke(
             cli, ["check", "--config.file", str(config), "--log.format", "json", "--timeout", "20"]
         )

@@ -95,10 +95,15 @@ def _target_lines(target: TargetView) -> list[str]:
         cluster_state = {True: "up", False: "DOWN", None: "not listed yet"}[cluster.up]
         status = _printable(cluster.cluster.status_name or "?")
         name, cluster_id = _printable(cluster.cluster.name), _printable(cluster.cluster.id)
+        refused = (
+            f", job types it does not list (tried again hourly): {', '.join(cluster.unsupported_types)}"
+            if cluster.unsupported_types
+            else ""
+        )
         lines.append(
             f"  cluster {name} ({cluster_id}): status {status}, "
             f"job list {cluster_state}, "
-            f"{len(cluster.jobs)} job(s)"
+            f"{len(cluster.jobs)} job(s){refused}"
         )
         if cluster.error:
             lines.append(f"    error: {_printable(cluster.error)}")

@@ -306,8 +306,13 @@ class TargetPoller:
         """Remember the types the cluster refused while others listed fine (logged once each),
         and forget those it lists again."""
         now = self._mono()
+        with self._lock:  # view() reads the set
+            known = dict(state.unsupported)
+            state.unsupported.update(dict.fromkeys(cursor.refused, now))
+            for job_type in cursor.listed:
+                state.unsupported.pop(job_type, None)
         for job_type, error in cursor.refused.items():
-            if job_type not in state.unsupported:
+            if job_type not in known:
                 log.warning(
                     "cluster does not list this job type; skipped, tried again hourly",
                     extra={
@@ -319,9 +324,7 @@ class TargetPoller:
                         "error": error.message,
                     },
                 )
-            state.unsupported[job_type] = now
-        for job_type in cursor.listed & set(state.unsupported):
-            del state.unsupported[job_type]
+        for job_type in cursor.listed & set(known):
             log.info(
                 "cluster lists this job type again",
                 extra={"target": self.target.name, "cluster_id": state.cluster.id, "job_type": job_type},
