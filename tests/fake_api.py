@@ -12,9 +12,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from cdm_exporter.api.client import SUBMISSIONS_DEFAULT_PAGE_SIZE as HISTORY_PAGE_SIZE
 from cdm_exporter.api.endpoints import Endpoint, Policy
 from cdm_exporter.api.errors import NotFound
-from cdm_exporter.api.models import Cluster, JobPage, JobSummary, Submission
+from cdm_exporter.api.models import Cluster, JobPage, JobSummary, Submission, SubmissionPage
 from cdm_exporter.api.paging import JOB_PAGE_SIZE
 from cdm_exporter.api.secret import Secret
 from cdm_exporter.config import BudgetConfig, CollectionConfig, TargetConfig, TokenAuthConfig
@@ -106,6 +107,14 @@ class FakeApi:
     ) -> list[Submission]:
         self._record(Call("submissions", cluster_id, job_name))
         return list(self.history.get(job_name, []))
+
+    def submissions_page(
+        self, cluster_id: str, job_name: str, page_no: int = 1, *, timeout: float | None = None
+    ) -> SubmissionPage:
+        self._record(Call("submissions", cluster_id, job_name, page_no))
+        runs = self.history.get(job_name, [])
+        page = runs[(page_no - 1) * HISTORY_PAGE_SIZE : page_no * HISTORY_PAGE_SIZE]
+        return SubmissionPage(tuple(page), len(runs), page_no, HISTORY_PAGE_SIZE)
 
     def close(self) -> None:
         pass

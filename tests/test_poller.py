@@ -276,3 +276,86 @@ def test_a_429_is_not_retried_and_the_job_keeps_its_last_known_state(
     assert snapshot.targets[0].up is True  # throttling says nothing about reachability
     stack.scrape()  # the pause (5 s) is over: fresh again
     assert all(j.refreshed_at == stack.clock() for j in stack.jobs().values())
+
+
+def test_a_job_type_every_cluster_refuses_is_skipped_and_retried_hourly(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(
+        {"clusters": 2, "jobs": 12, "rate_limit": 0, "refused_job_types": ("SCENARIO_JOB",)},
+        job_list_interval=60.0,
+    )
+
+    def scenario_lists() -> int:
+        return sum(1 for r in stack.sim.stats.log if "jobType=SCENARIO_JOB" in r.query)
+
+    stack.scrape()
+    assert scenario_lists() == 2  # once per cluster
+    for _ in range(20):  # twenty minutes of lists
+        stack.scrape(advance=60.0)
+    assert scenario_lists() == 2
+    views = stack.exporter.snapshot().targets[0].clusters
+    assert all(view.up and view.unsupported_types == ("SCENARIO_JOB",) for view in views)
+    listed = {name for _, name in stack.jobs()}
+    expected = {
+        job.name
+        for cluster in stack.sim.world.clusters()
+        for job in stack.sim.world.jobs(cluster.id)
+        if job.job_type != "SCENARIO_JOB"
+    }
+    assert listed == expected
+    stack.scrape(advance=3600.0)
+    assert scenario_lists() == 4  # tried again after an hour, still refused
+
+
+def test_last_success_from_a_shuffled_history_longer_than_a_page(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(
+        {"clusters": 1, "jobs": 0, "rate_limit": 0, "history_order": "shuffled", "history_size": 40},
+        job_list_interval=0.0,
+        history_interval=0.0,
+    )
+    cluster_id = stack.cluster_id()
+    world = stack.sim.world
+    world.add_job(cluster_id, "busy")
+    stack.scrape()
+    ends = []
+    for n in range(25):  # 25 runs while nobody watched, the last success among them early on
+        outcome = "SUCCEEDED" if n in (3, 7, 11) else "FAILED"
+        world.start_run(cluster_id, "busy", outcome=outcome, duration=600)
+        stack.clock.advance(5)
+        world.finish_run(cluster_id, "busy", outcome)
+        if outcome == "SUCCEEDED":
+            ends.append(stack.clock())
+        stack.clock.advance(5)
+    calls = stack.sim.stats.count("submissions")
+    stack.scrape()  # sees the latest run (failed) and that runs were missed
+    stack.scrape()  # reads the history, page after page: nothing says the newest come first
+    job = stack.jobs()[(cluster_id, "busy")]
+    assert job.status == "FAILED"
+    assert job.last_success == pytest.approx(ends[-1], abs=1.0)
+    assert stack.sim.stats.count("submissions") - calls == 3  # 25 runs: three pages of 10
+
+
+def test_a_newest_first_history_is_read_only_as_far_as_the_first_success(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(
+        {"clusters": 1, "jobs": 0, "rate_limit": 0, "history_size": 40},
+        job_list_interval=0.0,
+        history_interval=0.0,
+    )
+    cluster_id = stack.cluster_id()
+    world = stack.sim.world
+    world.add_job(cluster_id, "busy")
+    stack.scrape()
+    for n in range(25):
+        outcome = "SUCCEEDED" if n == 20 else "FAILED"
+        world.start_run(cluster_id, "busy", outcome=outcome, duration=600)
+        stack.clock.advance(5)
+        world.finish_run(cluster_id, "busy", outcome)
+        stack.clock.advance(5)
+    calls = stack.sim.stats.count("submissions")
+    stack.scrape()
+    stack.scrape()
+    assert stack.jobs()[(cluster_id, "busy")].last_success is not None
+    assert stack.sim.stats.count("submissions") - calls == 1  # the success is on page 1

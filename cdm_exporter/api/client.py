@@ -43,8 +43,10 @@ from cdm_exporter.api.models import (
     JobPage,
     ShapeError,
     Submission,
+    SubmissionPage,
     parse_clusters,
     parse_job_page,
+    parse_submission_page,
     parse_submissions,
 )
 from cdm_exporter.api.paging import JOB_PAGE_SIZE
@@ -177,7 +179,13 @@ class CdmClient:
             raise MalformedResponse(
                 endpoint, str(exc), status=raw.status, request_id=raw.request_id
             ) from None
-        records = result.jobs if isinstance(result, JobPage) else result
+        records = (
+            result.jobs
+            if isinstance(result, JobPage)
+            else result.runs
+            if isinstance(result, SubmissionPage)
+            else result
+        )
         sent = payload.get(key) if isinstance(payload, dict) else None
         if isinstance(sent, list) and sent and isinstance(records, list | tuple) and not records:
             raise MalformedResponse(
@@ -257,6 +265,29 @@ class CdmClient:
         url = f"{self._cluster_url(cluster_id, 'submissions')}/cdm/submissions?{query}"
         payload, raw = self._get("submissions", url, Deadline(timeout))
         return self._parse("submissions", raw, payload, "submissions", parse_submissions)
+
+    def submissions_page(
+        self, cluster_id: str, job_name: str, page_no: int = 1, *, timeout: float | None = None
+    ) -> SubmissionPage:
+        """One page of ShowSubmissions, the job's run history, with its paging keys.
+
+        Page 1 is asked with ``jname`` alone (the only documented parameter); a further page
+        names ``page_no`` and the documented default ``page_size`` of 10, so the pages line up.
+        """
+        if not job_name:
+            raise ValueError("submissions: an empty job name")
+        if page_no < 1:
+            raise ValueError("page_no starts at 1")
+        params = [("jname", job_name)]
+        if page_no > 1:
+            params += [("page_no", str(page_no)), ("page_size", str(SUBMISSIONS_DEFAULT_PAGE_SIZE))]
+        try:
+            query = query_string(params)
+        except UnicodeEncodeError:
+            raise MalformedResponse("submissions", "name is not encodable as UTF-8") from None
+        url = f"{self._cluster_url(cluster_id, 'submissions')}/cdm/submissions?{query}"
+        payload, raw = self._get("submissions", url, Deadline(timeout))
+        return self._parse("submissions", raw, payload, "submissions", parse_submission_page)
 
     def close(self) -> None:
         """Close pooled connections. The client must not be used afterwards."""

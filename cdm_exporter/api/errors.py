@@ -82,7 +82,7 @@ class RateLimited(ApiError):
 
 
 class NotFound(ApiError):
-    """The job or cluster does not exist (``Cdm.0100``/``Cdm.0054`` on HTTP 400, or 404)."""
+    """The job or cluster does not exist (``Cdm.0100``/``Cdm.0054`` on a 4xx or 5xx, or 404)."""
 
     kind = "not_found"
 

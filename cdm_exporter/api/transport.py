@@ -2,7 +2,9 @@
 
 Shared by :mod:`cdm_exporter.api.client` and :mod:`cdm_exporter.api.auth` (the IAM token call), so that
 every HTTP call, IAM included, is observed the same way and fails with the same typed errors.
-Nothing here knows about Prometheus; the observer is a plain callable.
+Nothing here knows about Prometheus; the observer is a plain callable. A
+:class:`RecordingObserver` also hands each whole exchange (request, answer or failure) to a sink:
+that is how ``check --record`` sees everything the exporter asked and was told.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import requests
 import urllib3.exceptions
@@ -19,7 +22,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from cdm_exporter.api.endpoints import Endpoint
-from cdm_exporter.api.errors import MalformedResponse, TimeoutError_, TransportError
+from cdm_exporter.api.errors import CdmError, MalformedResponse, TimeoutError_, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,32 @@ class RawResponse:
     @property
     def content_type(self) -> str:
         return self.headers.get("Content-Type", "").lower()
+
+
+class ExchangeSink(Protocol):
+    """Receives every complete exchange: the request as sent, and the answer or the failure."""
+
+    def record(
+        self,
+        endpoint: str,
+        request: requests.PreparedRequest,
+        response: RawResponse | None,
+        failure: CdmError | None,
+        seconds: float,
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingObserver:
+    """An :data:`Observer` (telemetry goes on to ``inner``) that :func:`send` also hands each
+    exchange to ``sink``. The sink gets the request with its credentials: it must scrub them."""
+
+    inner: Observer | None
+    sink: ExchangeSink
+
+    def __call__(self, endpoint: Endpoint, code: str, seconds: float) -> None:
+        if self.inner is not None:
+            self.inner(endpoint, code, seconds)
 
 
 class _NoAuth(AuthBase):
@@ -112,6 +141,23 @@ def notify(observer: Observer | None, endpoint: Endpoint, code: str, seconds: fl
         observer(endpoint, code, seconds)
     except Exception:  # the observer is metrics code; log it, never let it break a call
         log.exception("request observer failed for endpoint %s", endpoint)
+
+
+def _hand_over(
+    observer: Observer | None,
+    endpoint: str,
+    request: requests.PreparedRequest,
+    response: RawResponse | None,
+    failure: CdmError | None,
+    seconds: float,
+) -> None:
+    """Give an exchange to a recording observer's sink; like :func:`notify`, never fails a call."""
+    if not isinstance(observer, RecordingObserver):
+        return
+    try:
+        observer.sink.record(endpoint, request, response, failure, seconds)
+    except Exception:
+        log.exception("exchange recorder failed for endpoint %s", endpoint)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -228,6 +274,8 @@ def send(
     settings = session.merge_environment_settings(prepared.url, {}, None, session.verify, None)
     started = time.monotonic()
     code = "error"
+    raw: RawResponse | None = None
+    failure: CdmError | None = None
     try:
         resp = session.send(
             prepared,
@@ -246,13 +294,19 @@ def send(
         finally:
             resp.close()
         code = str(resp.status_code)
-        return RawResponse(status=resp.status_code, headers=resp.headers, body=body)
+        raw = RawResponse(status=resp.status_code, headers=resp.headers, body=body)
+        return raw
+    except CdmError as refused:  # body too big, or the deadline passed while it trickled in
+        failure = refused
+        raise
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         log.debug("%s transport failure: %r", endpoint, exc)
         # ``from None``: the library exception text is long (URL, object reprs) and adds
         # nothing the typed error does not already say.
-        raise classify(endpoint, exc) from None
+        failure = classify(endpoint, exc)
+        raise failure from None
     finally:
         elapsed = time.monotonic() - started
         notify(observer, endpoint, code, elapsed)
+        _hand_over(observer, endpoint, prepared, raw, failure, elapsed)
         log.debug("%s %s -> %s in %.3fs", endpoint, prepared.method, code, elapsed)

@@ -4,7 +4,8 @@ Series produced (identity labels ``cluster_id``, ``cluster_name``, ``job_name`` 
 
     cdm_job_status{...,status="BOOTING|FAILURE_ON_SUBMIT|RUNNING|SUCCEEDED|FAILED|UNKNOWN|NEVER_EXECUTED"} 1|0
     cdm_job_status{...,status="<any other value the API returned, e.g. PENDING>"} 1
-    cdm_job_progress_ratio{...}                      0..1, absent when progress is -1 or unknown
+    cdm_job_progress_ratio{...}                      0..1 while a run is active; 1 once SUCCEEDED;
+                                                     absent for other ended runs and when unknown
     cdm_job_submission_id{...}                       id of the latest run
     cdm_job_creation_timestamp_seconds{...}          latest run's creation-date
     cdm_job_execute_timestamp_seconds{...}           latest run's execute-date
@@ -80,7 +81,11 @@ class _JobFamilies:
             "1 for the job's current status, 0 for the others.",
             labels=(*JOB_LABELS, "status"),
         )
-        self.progress = g("cdm_job_progress_ratio", "Progress of the latest run, 0 to 1.", labels=JOB_LABELS)
+        self.progress = g(
+            "cdm_job_progress_ratio",
+            "Progress of the latest run, 0 to 1: 1 once it SUCCEEDED, absent once it ended otherwise.",
+            labels=JOB_LABELS,
+        )
         self.submission = g("cdm_job_submission_id", "submission-id of the latest run.", labels=JOB_LABELS)
         self.created = g(
             "cdm_job_creation_timestamp_seconds", "creation-date of the latest run.", labels=JOB_LABELS
@@ -156,7 +161,7 @@ class _JobFamilies:
         ]
         if run is not None:
             optional += [
-                (self.progress, None if run.progress is None else run.progress / 100.0),
+                (self.progress, run.progress_ratio),
                 (self.submission, run.submission_id),
                 (self.created, run.creation_date),
                 (self.executed, run.execute_date),
@@ -178,7 +183,7 @@ class _JobFamilies:
                 family.samples.append(Sample(family.name, labels, float(value)))
 
         self.info.add_metric((*ids, *job.info()), 1.0)
-        if run is not None and run.status in FAILED_STATUSES:
+        if run is not None and status in FAILED_STATUSES:
             self.error.add_metric((*ids, (run.error_summary or "")[:ERROR_SUMMARY_MAX]), 1.0)
 
 

@@ -5,11 +5,13 @@ Each collection (docs/architecture.md, "Polling within the API budget"):
 1. reads the cluster list when it is older than ``discovery_interval`` (or the last read failed);
 2. reads each cluster's job list, every job type, page by page under the one paging rule
    (:mod:`cdm_exporter.api.paging`), when it is older than ``job_list_interval``; a list that
-   the budget cuts short resumes at the next collection, one whose pages do not add up fails;
+   the budget cuts short resumes at the next collection, one whose pages do not add up fails; a
+   type the cluster refuses is skipped there and tried again hourly (``job_types``);
 3. fetches ``/status`` for BOOTING/RUNNING jobs first, then jobs whose list entry changed since
    their last fetch, then the oldest-refreshed rest, as far as the budget and the deadline allow
    (:mod:`cdm_exporter.polling.schedule`);
-4. reads the run history of a job only when a run may have ended unseen (for last success);
+4. reads the run history of a job only when a run may have ended unseen (for last success),
+   page by page until the newest success is known (``history``);
 5. keeps everything else as last known, and forgets jobs and clusters that no longer exist.
 
 Requests that outlive the deadline finish in the background and land in the state for the next
@@ -28,11 +30,20 @@ from typing import Protocol
 
 from cdm_exporter.api.endpoints import POLICIES, Endpoint
 from cdm_exporter.api.errors import AuthError, CdmError, NotFound, RateLimited
-from cdm_exporter.api.models import FAILED_STATUSES, Cluster, JobPage, Submission, latest
+from cdm_exporter.api.models import (
+    FAILED_STATUSES,
+    Cluster,
+    JobPage,
+    Submission,
+    SubmissionPage,
+)
 from cdm_exporter.api.paging import JOB_PAGE_SIZE, JobListPaging
+from cdm_exporter.api.subjobs import current_run
 from cdm_exporter.config import CollectionConfig, TargetConfig
 from cdm_exporter.polling.budget import Budgets, TokenBucket
 from cdm_exporter.polling.failure_log import FailureLog
+from cdm_exporter.polling.history import HistoryScan
+from cdm_exporter.polling.job_types import refuses_type, skipped
 from cdm_exporter.polling.schedule import missed_a_run, status_fetch_order
 from cdm_exporter.polling.state import ClusterState, ClusterView, JobState, ListingCursor, TargetView
 
@@ -63,9 +74,9 @@ class ApiClient(Protocol):
         self, cluster_id: str, job_name: str, *, timeout: float | None = None
     ) -> list[Submission]: ...
 
-    def submissions(
-        self, cluster_id: str, job_name: str, *, timeout: float | None = None
-    ) -> list[Submission]: ...
+    def submissions_page(
+        self, cluster_id: str, job_name: str, page_no: int = 1, *, timeout: float | None = None
+    ) -> SubmissionPage: ...
 
     def close(self) -> None: ...
 
@@ -122,7 +133,9 @@ class TargetPoller:
     def view(self) -> TargetView:
         with self._lock:
             clusters = tuple(
-                ClusterView(c.cluster, c.up, tuple(c.jobs.values()), c.list_error)
+                ClusterView(
+                    c.cluster, c.up, tuple(c.jobs.values()), c.list_error, tuple(sorted(c.unsupported))
+                )
                 for c in self._clusters.values()
             )
             up = None if self._clusters_ok is None else (self._clusters_ok and not self._auth_failed)
@@ -239,16 +252,26 @@ class TargetPoller:
         types = self.target.jobs.types
         bucket = self._bucket("list_jobs")
         while cursor.type_index < len(types):
+            job_type = types[cursor.type_index]
+            if skipped(job_type, state.unsupported, self._mono()):
+                cursor.type_index += 1  # refused before: tried again only hourly
+                continue
             timeout = self._timeout(deadline)
             if timeout is None or not bucket.try_acquire():
                 return  # resume at the next collection
             paging = cursor.paging
             try:
                 page = self.client.list_jobs_page(
-                    cluster_id, types[cursor.type_index], paging.page_no, paging.page_size, timeout=timeout
+                    cluster_id, job_type, paging.page_no, paging.page_size, timeout=timeout
                 )
                 paging.accept(page)  # a PagingError fails this list like any other error
             except CdmError as error:
+                if refuses_type(state.cluster, error):
+                    # the cluster may not know this type: settled once the other types are listed
+                    cursor.refused[job_type] = error
+                    cursor.type_index += 1
+                    cursor.paging = JobListPaging()
+                    continue
                 self._call_failed(_list_scope(cluster_id), error, bucket)
                 with self._lock:
                     state.up = False  # a 429 too: the list did not work
@@ -263,12 +286,55 @@ class TargetPoller:
             for entry in page.jobs:
                 if self.target.jobs.matches(entry.name):
                     # first one wins: a job can shift onto the next page while we page
-                    cursor.jobs.setdefault(entry.name, entry)
+                    typed = entry if entry.job_type is not None else replace(entry, job_type=job_type)
+                    cursor.jobs.setdefault(entry.name, typed)
             if paging.done:
+                cursor.listed.add(job_type)
                 cursor.type_index += 1
                 cursor.paging = JobListPaging()
+        if cursor.refused and not cursor.listed:
+            self._every_type_refused(state, next(iter(cursor.refused.values())))
+            return
+        self._settle_job_types(state, cursor)
         self._apply_listing(state, cursor)
         self.failures.recovered(_list_scope(cluster_id))
+
+    def _every_type_refused(self, state: ClusterState, error: CdmError) -> None:
+        """No type could be listed: the cluster's list failed (it is down, not selective)."""
+        self._call_failed(_list_scope(state.cluster.id), error, None)
+        with self._lock:
+            state.up = False
+            state.list_error = str(error)
+            state.listing = None
+            state.listed_at = self._mono()
+
+    def _settle_job_types(self, state: ClusterState, cursor: ListingCursor) -> None:
+        """Remember the types the cluster refused while others listed fine (logged once each),
+        and forget those it lists again."""
+        now = self._mono()
+        with self._lock:  # view() reads the set
+            known = dict(state.unsupported)
+            state.unsupported.update(dict.fromkeys(cursor.refused, now))
+            for job_type in cursor.listed:
+                state.unsupported.pop(job_type, None)
+        for job_type, error in cursor.refused.items():
+            if job_type not in known:
+                log.warning(
+                    "cluster does not list this job type; skipped, tried again hourly",
+                    extra={
+                        "target": self.target.name,
+                        "cluster_id": state.cluster.id,
+                        "job_type": job_type,
+                        "status": error.status,
+                        "code": error.code,
+                        "error": error.message,
+                    },
+                )
+        for job_type in cursor.listed & set(known):
+            log.info(
+                "cluster lists this job type again",
+                extra={"target": self.target.name, "cluster_id": state.cluster.id, "job_type": job_type},
+            )
 
     def _apply_listing(self, state: ClusterState, cursor: ListingCursor) -> None:
         with self._lock:
@@ -330,7 +396,7 @@ class TargetPoller:
             self._call_failed("job_status", error, bucket)
             return
         self._call_worked(None)
-        run = latest(runs)
+        run = current_run(job_name, runs)  # an entire-DB parent's run is made from its sub-jobs'
         refreshed_at = self._wall()
         with self._lock:
             job = self._job(cluster_id, job_name)
@@ -378,7 +444,11 @@ class TargetPoller:
                 for c in self._clusters.values()
                 for j in c.jobs.values()
                 if j.history_wanted
-                and (j.history_at is None or now - j.history_at >= self.collection.history_interval)
+                and (
+                    j.history_scan is not None  # a scan the budget cut short goes on
+                    or j.history_at is None
+                    or now - j.history_at >= self.collection.history_interval
+                )
             ]
         futures = []
         for job in sorted(wanted, key=lambda j: j.history_at or float("-inf"))[: max(0, slots)]:
@@ -392,28 +462,47 @@ class TargetPoller:
         return futures
 
     def _read_history(self, cluster_id: str, job_name: str, deadline: float) -> None:
+        """Read the history page by page until the last success is known (:class:`HistoryScan`)."""
         bucket = self._bucket("submissions")
-        timeout = self._timeout(deadline)
-        if timeout is None or not bucket.try_acquire():
-            return
+        with self._lock:
+            job = self._job(cluster_id, job_name)
+            scan = (job.history_scan if job is not None else None) or HistoryScan()
         started = self._mono()
-        try:
-            runs = self.client.submissions(cluster_id, job_name, timeout=timeout)
-        except CdmError as error:
-            self._call_failed("submissions", error, bucket)
-            with self._lock:
-                job = self._job(cluster_id, job_name)
-                if job is not None:
-                    self._clusters[cluster_id].jobs[job_name] = replace(job, history_at=started)
-            return
-        self._call_worked(None)
+        while not scan.done:
+            timeout = self._timeout(deadline)
+            if timeout is None or not bucket.try_acquire():
+                self._store_history(cluster_id, job_name, scan, started)  # resumed next time
+                return
+            try:
+                page = self.client.submissions_page(cluster_id, job_name, scan.page_no, timeout=timeout)
+            except CdmError as error:
+                self._call_failed("submissions", error, bucket)
+                self._store_history(cluster_id, job_name, None, started)  # again at the interval
+                return
+            self._call_worked(None)
+            scan = scan.read(page)
+        self._store_history(cluster_id, job_name, scan, started)
+
+    def _store_history(
+        self, cluster_id: str, job_name: str, scan: HistoryScan | None, started: float
+    ) -> None:
         with self._lock:
             job = self._job(cluster_id, job_name)
             if job is None:
                 return
-            self._clusters[cluster_id].jobs[job_name] = replace(
-                job.with_successes(runs), history_wanted=False, history_at=started
-            )
+            if scan is None:  # the read failed: keep what is known, try at the next interval
+                new = replace(job, history_at=started, history_scan=None)
+            else:
+                found = scan.last_success
+                best = max((v for v in (job.last_success, found) if v is not None), default=None)
+                new = replace(
+                    job,
+                    last_success=best,
+                    history_wanted=not scan.done,
+                    history_at=started,
+                    history_scan=None if scan.done else scan,
+                )
+            self._clusters[cluster_id].jobs[job_name] = new
 
     # --- bookkeeping ---------------------------------------------------------------------------
 

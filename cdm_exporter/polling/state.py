@@ -11,8 +11,18 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from cdm_exporter.api.endpoints import Policy
-from cdm_exporter.api.models import ACTIVE_STATUSES, Cluster, Counters, JobSummary, Submission
+from cdm_exporter.api.errors import CdmError
+from cdm_exporter.api.models import (
+    ACTIVE_STATUSES,
+    Cluster,
+    Counters,
+    JobSummary,
+    Submission,
+    agreed_status,
+    list_status_agrees,
+)
 from cdm_exporter.api.paging import JobListPaging
+from cdm_exporter.polling.history import HistoryScan
 
 
 class JobInfo(NamedTuple):
@@ -44,6 +54,7 @@ class JobState:
     last_success: float | None = None  # end of the latest SUCCEEDED run known
     history_wanted: bool = False  # a run may have ended unseen: read the run history
     history_at: float | None = None  # monotonic time of the last history read
+    history_scan: HistoryScan | None = None  # a history read the budget cut short, resumed next
 
     @property
     def name(self) -> str:
@@ -59,13 +70,13 @@ class JobState:
             return False
         if self.fetched_key == self.summary.change_key:
             return True
-        return _same_run(self.summary, run) and _agrees(self.summary.status, run.status)
+        return _same_run(self.summary, run) and list_status_agrees(self.summary.status, run.status)
 
     @property
     def status(self) -> str | None:
         """The newest status known, from the fetched run or else the list entry."""
         if self.latest is not None and (self.latest_is_current or self.summary.status is None):
-            return self.latest.status
+            return agreed_status(self.summary.status, self.latest.status)
         return self.summary.status or (self.latest.status if self.latest else None)
 
     @property
@@ -74,6 +85,10 @@ class JobState:
 
     @property
     def changed_since_fetch(self) -> bool:
+        if self.latest is None:
+            # never fetched, or fetched and the job had no run yet (a NEW job answers an empty
+            # list): changed only once its list entry moves on
+            return self.refreshed_at is None or self.fetched_key != self.summary.change_key
         return not self.latest_is_current
 
     @property
@@ -132,14 +147,6 @@ def _flag(value: bool | None) -> str:
     return "" if value is None else ("true" if value else "false")
 
 
-#: list status -> the run statuses it stands for (the list reports FAILED for FAILURE_ON_SUBMIT)
-_LIST_STATUS_MEANS = {"FAILED": ("FAILED", "FAILURE_ON_SUBMIT"), "NEW": ("NEW", "NEVER_EXECUTED")}
-
-
-def _agrees(list_status: str | None, run_status: str | None) -> bool:
-    return list_status is None or run_status in _LIST_STATUS_MEANS.get(list_status, (list_status,))
-
-
 def _same_run(summary: JobSummary, run: Submission) -> bool:
     started = run.execute_date or run.creation_date
     return (
@@ -156,6 +163,8 @@ class ListingCursor:
     type_index: int = 0
     paging: JobListPaging = field(default_factory=JobListPaging)  # of the type being read
     jobs: dict[str, JobSummary] = field(default_factory=dict)
+    listed: set[str] = field(default_factory=set)  # job types listed to the end
+    refused: dict[str, CdmError] = field(default_factory=dict)  # types the cluster seems not to know
 
 
 @dataclass
@@ -166,6 +175,7 @@ class ClusterState:
     listed_at: float | None = None  # monotonic time the last complete list was read
     listing: ListingCursor | None = None
     list_error: str | None = None
+    unsupported: dict[str, float] = field(default_factory=dict)  # job type -> monotonic time refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +184,7 @@ class ClusterView:
     up: bool | None
     jobs: tuple[JobState, ...]
     error: str | None
+    unsupported_types: tuple[str, ...] = ()  # job types this cluster refused to list
 
 
 @dataclass(frozen=True, slots=True)
