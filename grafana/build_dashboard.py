@@ -5,8 +5,8 @@
     python grafana/build_dashboard.py --check   # exit 1 when the committed JSON is out of date
 
 The committed JSON is this script's output; edit this file, not the JSON. Panel ids and the grid layout
-are fixed here so that diffs of the JSON stay small. Metric names are the contract of design.md
-section 3 and the recording rules of prometheus/recording.yml; tests/test_dashboard_static.py checks
+are fixed here so that diffs of the JSON stay small. Metric names are the contract listed in README.md
+("Metrics") and the recording rules of prometheus/recording.yml; tests/test_dashboard_static.py checks
 both, and that every expression parses.
 """
 

@@ -1,4 +1,4 @@
-"""The collector maps known state to the metric contract (design.md section 3); no I/O."""
+"""The collector maps known state to the metric contract (README.md, "Metrics"); no I/O."""
 
 from __future__ import annotations
 

@@ -4,8 +4,10 @@
   variables; every panel has a description, a unique id and a gridPos inside the grid, with no overlap;
   every datasource reference is the ${datasource} variable (no hard-coded uid).
 - Every metric name that the dashboard, prometheus/alerts.yml and prometheus/recording.yml use is a
-  contract metric (design.md section 3), a recording rule of prometheus/recording.yml, the documented
-  override series, or a standard Prometheus series, and every label matcher names a label that series has.
+  contract metric, a recording rule of prometheus/recording.yml, the documented override series, or a
+  standard Prometheus series, and every label matcher names a label that series has.
+- The contract list here is the table in README.md ("Metrics"), and every cdm_* series of the golden
+  exposition is in that table with exactly its labels.
 - Every PromQL expression parses: promtool check rules on a throwaway rules file, with the template
   variables replaced by regex values (All = ".*", a multi-selection = "(a|b)").
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import (
     DASHBOARD_PATH,
     REPO_ROOT,
@@ -38,9 +40,8 @@ GENERATOR_PATH = REPO_ROOT / "grafana" / "build_dashboard.py"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_WIDTH = 24
 
-# Metric contract v1 (design.md section 3) plus its documented additions: name -> labels the exporter
-# sets (Prometheus adds instance and job). test_contract_matches_design_doc keeps this in step with the
-# document when it is available.
+# The metric contract (README.md, "Metrics"): name -> labels the exporter sets (Prometheus adds instance
+# and job). test_contract_matches_the_readme keeps this in step with the README.
 JOB_IDS = frozenset({"cluster_id", "cluster_name", "job_name"})
 JOB_INFO = JOB_IDS | {
     "job_type",
@@ -93,10 +94,9 @@ CONTRACT: dict[str, frozenset[str]] = {
     "cdm_api_request_duration_seconds_sum": frozenset({"endpoint"}),
     "cdm_api_request_duration_seconds_count": frozenset({"endpoint"}),
     "cdm_exporter_build_info": frozenset({"version"}),
-    # Additions to v1 (documented for the dashboard).
+    # Added to the first version of the contract, for the dashboard.
     "cdm_api_budget_remaining": frozenset({"project_id", "region", "policy"}),
 }
-CONTRACT_ADDITIONS = {"cdm_api_budget_remaining"}
 TARGET_LABELS = frozenset({"instance", "job"})
 # Series Prometheus itself writes; None = any label.
 STANDARD: dict[str, frozenset[str] | None] = {
@@ -570,18 +570,19 @@ def test_the_parse_check_catches_a_broken_expression(tmp_path: Path) -> None:
     assert "x:y:z" in result.stdout + result.stderr
 
 
-# --- the contract list against design.md ------------------------------------------------------------
+# --- the contract list against the README and the exporter ------------------------------------------
+
+README = REPO_ROOT / "README.md"
+GOLDEN_EXPOSITION = REPO_ROOT / "tests" / "fixtures" / "golden" / "seed7.prom"
 
 
-def design_doc() -> Path | None:
-    candidates = [REPO_ROOT / "docs" / "design.md", REPO_ROOT.parent / "shared" / "design.md"]
-    if os.environ.get("CDM_DESIGN_DOC"):
-        candidates.insert(0, Path(os.environ["CDM_DESIGN_DOC"]))
-    return next((c for c in candidates if c.is_file()), None)
+def contract_from_readme(text: str) -> dict[str, frozenset[str]]:
+    """Metric name -> labels, read from the table of the README's "Metrics" section.
 
-
-def contract_from_design(text: str) -> dict[str, frozenset[str]]:
-    section = text.split("\n## 3.", 1)[1].split("\n## ", 1)[0]
+    A name without labels on a ``cdm_job_`` row has the job identity labels; ``…`` in a label list
+    stands for them too. A histogram stands for its ``_bucket``, ``_sum`` and ``_count`` series.
+    """
+    section = text.split("\n## Metrics\n", 1)[1].split("\n#", 1)[0]
     contract: dict[str, frozenset[str]] = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.split("|")]
@@ -590,7 +591,7 @@ def contract_from_design(text: str) -> dict[str, frozenset[str]]:
         kind = cells[2]
         for entry in re.findall(r"`([^`]+)`", cells[1]):
             match = re.fullmatch(r"(\w+)(?:\{(.*)\})?", entry)
-            assert match, entry
+            assert match, f"README metric table: cannot read {entry!r}"
             name, label_list = match.groups()
             labels: set[str] = set()
             for label in (part.strip() for part in (label_list or "").split(",")):
@@ -608,10 +609,23 @@ def contract_from_design(text: str) -> dict[str, frozenset[str]]:
     return contract
 
 
-def test_contract_matches_design_doc() -> None:
-    path = design_doc()
-    if path is None:
-        pytest.skip("design.md not found (set CDM_DESIGN_DOC)")
-    documented = contract_from_design(path.read_text())
+def test_contract_matches_the_readme() -> None:
+    """The names and labels the dashboard and rules are checked against are the README's table."""
+    documented = contract_from_readme(README.read_text())
     assert len(documented) > 30
-    assert documented == {k: v for k, v in CONTRACT.items() if k not in CONTRACT_ADDITIONS}
+    assert documented == CONTRACT
+
+
+def test_the_exporter_exposes_only_documented_series() -> None:
+    """Every cdm_* series of the golden exposition (tests/test_golden.py) is in the README's table,
+    with exactly the labels the table gives it."""
+    documented = contract_from_readme(README.read_text())
+    seen: set[str] = set()
+    for family in text_string_to_metric_families(GOLDEN_EXPOSITION.read_text()):
+        for sample in family.samples:
+            if not sample.name.startswith("cdm_"):
+                continue
+            assert sample.name in documented, f"{sample.name} is exposed but not in README.md"
+            assert set(sample.labels) == documented[sample.name], sample.name
+            seen.add(sample.name)
+    assert len(seen) > 25  # the golden file holds nearly the whole contract

@@ -9,8 +9,8 @@ the fault is injected and the exporter scraped again several times. Every scrape
 * ``list_jobs`` of one cluster: that cluster (``cdm_cluster_up 0``);
 * ``job_status`` / ``submissions`` of one job: nothing reads 0, the job keeps its last state;
 * 401/403 anywhere: authentication failed, so the target (``cdm_up 0``) as well;
-* 429: like any failure, the list that was refused reads 0 (design.md section 6); a throttled
-  job keeps its last known state, and the bucket of that API pauses.
+* 429: like any failure, the list that was refused reads 0 (docs/architecture.md, "Failure
+  semantics"); a throttled job keeps its last known state, and the bucket of that API pauses.
 
 The other target, the other cluster and the other jobs stay as they were; the failure is counted
 in ``cdm_api_requests_total``; threads and sockets do not grow from scrape to scrape; and once

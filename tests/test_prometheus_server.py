@@ -2,7 +2,7 @@
 
 One Prometheus for the module (startup and the first scrape take ~6 s): it scrapes a loopback
 prometheus_client server that exposes a test gauge and a small, realistic set of contract series
-(design.md section 3), with prometheus/recording.yml and prometheus/alerts.yml loaded. Every query of
+(README.md, "Metrics"), with prometheus/recording.yml and prometheus/alerts.yml loaded. Every query of
 the Grafana dashboard then runs against it, which catches evaluation errors (many-to-many matches,
 duplicate label sets) that a parse check cannot.
 """

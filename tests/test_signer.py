@@ -1,4 +1,5 @@
-"""AK/SK signing: the test vector of cdm-api.md 4.2 and equality with the official SDK signer."""
+"""AK/SK signing: the test vector of docs/api-notes.md ("AK/SK signing") and equality with the
+official SDK signer."""
 
 from __future__ import annotations
 
@@ -149,7 +150,7 @@ def _both(
     body: str = "",
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Sign the same wire request with ours and the SDK's; return both final header sets."""
-    path = "/" + "/".join(path_segment(s, "test") for s in segments)
+    path = "/" + "/".join(path_segment(s, "job_status") for s in segments)
     query = query_string(params)
     url = f"https://{host}{path}" + (f"?{query}" if query else "")
     ours = sign(
@@ -159,7 +160,7 @@ def _both(
         method=method,
         schema="https",
         host=host,
-        resource_path=path,  # what the SDK would put on the wire, pre-encoded as cdm-api.md 4.3 says
+        resource_path=path,  # what the SDK would put on the wire: pre-encoded, so wire and signature agree
         query_params=list(params),
         header_params={**headers, "X-Sdk-Date": "20240101T000000Z"},
         body=body,

@@ -1,5 +1,6 @@
 """Gateway authentication: static token, IAM-issued tokens (expiry, revocation) and AK/SK
-signatures, checked with the cdm-api.md 4.2 test vector and with the official SDK's signer."""
+signatures, checked with the test vector of docs/api-notes.md ("AK/SK signing") and with the official
+SDK's signer."""
 
 from __future__ import annotations
 

@@ -131,7 +131,7 @@ def test_problems_are_said_in_words() -> None:
         "p" * 32,
         "cn-north-4",
         True,
-        (ClusterView(frozen, False, (), "list_jobs HTTP 429 APIGW.0308: slow down", "throttled"),),
+        (ClusterView(frozen, False, (), "list_jobs HTTP 429 APIGW.0308: slow down", error_kind="throttled"),),
         None,
         {},
     )

@@ -1,4 +1,4 @@
-"""AK/SK request signing, ``SDK-HMAC-SHA256`` (cdm-api.md section 4.2), standard library only.
+"""AK/SK request signing, ``SDK-HMAC-SHA256`` (docs/api-notes.md, "AK/SK signing"), standard library only.
 
 This reproduces ``huaweicloudsdkcore.signer.signer.Signer`` byte for byte so that the API gateway
 accepts our signatures exactly as it accepts the official SDK's, without pulling in the SDK's
@@ -9,7 +9,7 @@ Details that matter and are easy to get wrong (each one mirrors the SDK):
 
 * The canonical URI URL-decodes the *whole* path, splits it on ``/`` and re-encodes every segment
   with ``quote(seg, safe="~")``; a ``%2F`` inside a segment therefore becomes a literal ``/`` in
-  the canonical form (cdm-api.md section 7, last bullet). A trailing ``/`` is always appended.
+  the canonical form (docs/api-notes.md, "Open questions"). A trailing ``/`` is always appended.
 * The canonical query sorts the *decoded* ``(key, value)`` pairs, then encodes both parts with
   ``quote(..., safe="~")``. ``+`` is not treated as a space.
 * Every header is signed except those whose name contains ``_``; names are lower-cased and sorted,

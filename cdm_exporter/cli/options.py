@@ -67,7 +67,7 @@ def logging_options(func: F) -> F:
 
 
 def fail(message: str) -> NoReturn:
-    """Exit with code 2 and one line naming what is wrong (design.md section 6)."""
+    """Exit with code 2 and one line naming what is wrong (docs/architecture.md, "Failure semantics")."""
     click.echo(f"cdm-exporter: error: {message}", err=True)
     sys.exit(2)
 

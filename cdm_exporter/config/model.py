@@ -9,22 +9,20 @@ same rules as one read from YAML. Types, unknown keys and secret sources are the
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from cdm_exporter.api.secret import Secret
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
-#: The job types ShowJobs can list; each is queried separately (cdm-api.md section 2.2).
+#: The job types ShowJobs can list; each is queried separately (docs/api-notes.md, "Job list").
 JOB_TYPES: tuple[str, ...] = ("NORMAL_JOB", "BATCH_JOB", "SCENARIO_JOB")
 
-#: Requests per minute CDM allows per user and API policy (cdm-api.md section 5).
+#: Requests per minute CDM allows per user and API policy (docs/api-notes.md, "Rate limits").
 API_LIMIT_PER_MINUTE = 120
 #: Budgets above this leave too little room for anything else using the same user.
 BUDGET_WARN_ABOVE = 110
@@ -41,20 +39,13 @@ _UNSAFE_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 DAY = 86400.0
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest choice, or ``""``; case is ignored for matching."""
-    by_upper = {choice.upper(): choice for choice in choices}
-    close = difflib.get_close_matches(word.upper(), list(by_upper), n=1, cutoff=0.6)
-    return f"; did you mean {by_upper[close[0]]!r}?" if close else ""
-
-
 def default_endpoint(region: str) -> str:
-    """The CDM endpoint Huawei's SDK derives for ``region`` (cdm-api.md section 1)."""
+    """The CDM endpoint Huawei's SDK derives for ``region`` (docs/api-notes.md, "Endpoints and hosts")."""
     return f"https://cdm.{region}.myhuaweicloud.com"
 
 
 def default_iam_endpoint(region: str) -> str:
-    """The regional IAM endpoint (cdm-api.md section 1)."""
+    """The regional IAM endpoint (docs/api-notes.md, "Endpoints and hosts")."""
     return f"https://iam.{region}.myhuaweicloud.com"
 
 
@@ -122,7 +113,7 @@ class TokenAuthConfig:
 
 @dataclass(frozen=True)
 class PasswordAuthConfig:
-    """IAM user name and password, exchanged for a project-scoped token (cdm-api.md 4.1)."""
+    """IAM user name and password, exchanged for a project-scoped token (docs/api-notes.md, "IAM token")."""
 
     domain: str
     user: str
@@ -131,7 +122,8 @@ class PasswordAuthConfig:
 
 @dataclass(frozen=True)
 class AkSkAuthConfig:
-    """An access key pair for request signing (cdm-api.md 4.2); a security token makes it temporary."""
+    """An access key pair for request signing (docs/api-notes.md, "AK/SK signing"); a security token
+    makes it temporary."""
 
     access_key: str
     secret_key: Secret
@@ -228,7 +220,7 @@ class TargetConfig:
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    """Requests per minute the exporter may spend, per API policy (cdm-api.md section 5)."""
+    """Requests per minute the exporter may spend, per API policy (docs/api-notes.md, "Rate limits")."""
 
     job_status: int = 100
     common: int = 100

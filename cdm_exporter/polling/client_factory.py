@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from cdm_exporter.api.auth import AkSkAuth, CdmAuth, PasswordAuth, TokenAuth
 from cdm_exporter.api.client import CdmClient
+from cdm_exporter.api.transport import Observer
 from cdm_exporter.config import (
     AkSkAuthConfig,
     AuthConfig,
@@ -19,7 +20,6 @@ from cdm_exporter.polling.poller import ApiClient
 
 log = logging.getLogger(__name__)
 
-Observer = Callable[[str, str, float], None]
 #: (target, collection settings, request observer) -> (client, credential identity)
 ClientFactory = Callable[[TargetConfig, CollectionConfig, Observer], tuple[ApiClient, str]]
 

@@ -1,6 +1,7 @@
 """A simulated Huawei Cloud CDM (Cloud Data Migration) + IAM API, for the demo, tests and benchmarks.
 
-It is an independent reading of ``cdm-api.md``: it shares no code with the exporter's client.
+It is an independent reading of the API documentation (``docs/api-notes.md``): it shares no code
+with the exporter's client.
 
 What it models
     ListClusters, ShowClusterDetail, ShowJobs (list and single), ShowJobStatus, ShowSubmissions

@@ -4,11 +4,11 @@ Tokens: the static ``settings.token`` never expires; tokens issued by the IAM en
 after ``token_ttl_seconds`` of the settings' clock and can all be revoked at once (a client
 must then get a new one after its 401).
 
-AK/SK: ``SDK-HMAC-SHA256`` re-implemented from cdm-api.md section 4.2, independently of any
-client code: the canonical request is rebuilt from the bytes on the wire and the signature
+AK/SK: ``SDK-HMAC-SHA256`` re-implemented from docs/api-notes.md ("AK/SK signing"), independently
+of any client code: the canonical request is rebuilt from the bytes on the wire and the signature
 recomputed with the secret key.  The canonical URI of a path segment holding an encoded ``/``
-is ambiguous (section 7): a signature computed either way (the official SDK's "decode the whole
-path, then split" or "split, then decode each segment") is accepted.
+is ambiguous (docs/api-notes.md, "Open questions"): a signature computed either way (the official
+SDK's "decode the whole path, then split" or "split, then decode each segment") is accepted.
 """
 
 from __future__ import annotations

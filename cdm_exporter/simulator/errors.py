@@ -1,7 +1,7 @@
 """Error bodies in the three shapes a CDM client meets.
 
 * CDM service errors: ``{"errCode": "Cdm.0100", "externalMessage": "..."}``, almost always
-  with HTTP 400 (cdm-api.md section 3);
+  with HTTP 400 (docs/api-notes.md, "Errors");
 * API gateway errors (before CDM is reached): ``{"error_code": "APIGW.0301", "error_msg":
   "...", "request_id": "..."}`` for 401/429/404 and friends;
 * IAM errors (Keystone style): ``{"error": {"code": 401, "title": "...", "message": "..."}}``.

@@ -1,6 +1,6 @@
 """API-gateway flow control: per user, per policy, requests per rolling minute.
 
-CDM's read APIs fall into two shared policies (cdm-api.md section 5): ``job_status``
+CDM's read APIs fall into two shared policies (docs/api-notes.md, "Rate limits"): ``job_status``
 (ShowJobStatus alone) and ``common`` (ListClusters, ShowClusterDetail, ShowJobs,
 ShowSubmissions).  Each user gets ``limit`` requests per rolling 60 s in each policy; a request
 over the limit is refused with 429 and does not use up budget.  IAM token requests are not

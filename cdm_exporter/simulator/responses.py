@@ -1,6 +1,6 @@
 """JSON bodies of the CDM API, built from world views, with the documented quirks.
 
-Shapes follow cdm-api.md section 2.  Where the sources disagree, every variant is produced,
+Shapes follow docs/api-notes.md.  Where the sources disagree, every variant is produced,
 chosen deterministically per job and run from the seed (so a client meets all of them, and
 the same state always renders the same way):
 

@@ -130,17 +130,18 @@ def job_record(target: TargetView, cluster: ClusterView, job: JobState) -> Job:
     status = job.status or NO_STATUS
     run = job.current_run
     counters = job.counters()
-    progress = run.progress if run is not None and job.active else None
-    failed = run if run is not None and run.status in FAILED_STATUSES else None  # as cdm_job_error_info
+    # the rules of cdm_job_progress_ratio (shown only while a run is active) and cdm_job_error_info
+    ratio = run.progress_ratio if run is not None and job.active else None
+    failed = run if run is not None and job.status in FAILED_STATUSES else None
     return Job(
         target=target.name,
         cluster_id=cluster.cluster.id,
         cluster_name=cluster.cluster.name,
         name=job.name,
-        type=job.summary.job_type,
+        type=job.info().job_type or None,
         status=status,
         status_group=status_group(status),
-        progress_percent=progress,
+        progress_percent=None if ratio is None else round(100 * ratio, 2),
         submission_id=run.submission_id if run is not None else None,
         rows_read=counters.rows_read if counters else None,
         rows_written=counters.rows_written if counters else None,
