@@ -23,6 +23,7 @@ class JobState:
     last_success: float | None = None  # end of the latest SUCCEEDED run known
     history_wanted: bool = False  # a run may have ended unseen: read the run history
     history_at: float | None = None  # monotonic time of the last history read
+    status_error: tuple[str, str] | None = None  # (kind, message) of a failed status fetch, until one works
 
     @property
     def name(self) -> str:
@@ -136,3 +137,4 @@ class TargetView:
     clusters: tuple[ClusterView, ...]
     error: str | None
     budget_remaining: dict[str, float]
+    hint: str | None = None  # what to check when the API refused the credentials
