@@ -55,6 +55,7 @@ class JobState:
     history_wanted: bool = False  # a run may have ended unseen: read the run history
     history_at: float | None = None  # monotonic time of the last history read
     history_scan: HistoryScan | None = None  # a history read the budget cut short, resumed next
+    status_error: tuple[str, str] | None = None  # (kind, message) of a failed status fetch, until one works
 
     @property
     def name(self) -> str:
@@ -202,3 +203,4 @@ class TargetView:
     budget_remaining: dict[Policy, float]
     error_kind: str | None = None  # ``CdmError.kind`` of error
     throttled_at: float | None = None  # wall-clock time of the last 429 from CDM
+    hint: str | None = None  # what to check when the API refused the credentials
