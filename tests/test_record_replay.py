@@ -204,7 +204,8 @@ def test_a_recording_replays_to_what_the_account_showed(tmp_path: Path, account:
     with listening("simulate", "--replay", str(recording), "--web.listen-address", "127.0.0.1:0",
                    banner="CDM replay listening on") as replay_url:  # fmt: skip
         replay_config = write_config(tmp_path / "replay.yaml", replay_url)
-        replay_code, replay_report, _ = check(replay_config)
+        # the same command as against the account (a recording check also reads the run history)
+        replay_code, replay_report, _ = check(replay_config, "--record", str(tmp_path / "again.jsonl"))
         replayed = settled_exposition(replay_config)
         unmatched = requests.get(f"{replay_url}/_sim/replay", timeout=10).json()["unmatched"]
 

@@ -200,8 +200,9 @@ def test_the_transport_hands_over_every_exchange(simulator: Simulator) -> None:
         clusters = client.list_clusters()
         with pytest.raises(NotFound):
             client.job_status(clusters[0].id, "no-such-job")
+    refused_url = f"http://127.0.0.1:{_closed_port()}"
     refused = CdmClient(
-        endpoint=f"http://127.0.0.1:{_closed_port()}", project_id=target.project_id,
+        endpoint=refused_url, project_id=target.project_id,
         auth=TokenAuth("t0ken-never-sent"), observer=observer,
     )  # fmt: skip
     with refused, pytest.raises(TransportError):
@@ -210,7 +211,10 @@ def test_the_transport_hands_over_every_exchange(simulator: Simulator) -> None:
     assert [r["endpoint"] for r in recorded] == ["list_clusters", "job_status", "list_clusters"]
     assert telemetry[0] == ("list_clusters", "200") and len(telemetry) == 3  # telemetry unchanged
     assert recorded[1]["status"] == 400 and "Cdm." in json.dumps(recorded[1]["body"])
-    assert recorded[2]["error"] == "transport: connection refused" and "status" not in recorded[2]
+    assert (
+        recorded[2]["error"] == f"transport: connection refused by {refused_url}"
+        and "status" not in recorded[2]
+    )
     text = "\n".join(recorder.lines())
     assert simulator.settings.access_key not in text and secret_key not in text  # learnt from the wire
     assert "t0ken-never-sent" not in text

@@ -16,6 +16,7 @@ any secret (and with ``--redact-names`` without names): see :mod:`cdm_exporter.a
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
@@ -31,6 +32,8 @@ from cdm_exporter.polling.targets import Exporter
 
 EXIT_FAILED = 1
 EXIT_INCOMPLETE = 3
+#: collections of ``check --record``: clusters and lists, then statuses, then run history
+RECORDING_PASSES = 3
 
 
 def recording_secrets(config: Config) -> tuple[str, ...]:
@@ -98,10 +101,14 @@ def check(
     redact_secrets(config.secret_values())
     recorder = ExchangeRecorder(recording_secrets(config)) if record_file is not None else None
     factory = build_client if recorder is None else recording_factory(recorder)
-    # one_shot: failed calls and runs are logged at debug level (the report shows them)
-    exporter = Exporter(config, client_factory=factory, one_shot=True)
+    # one_shot: failed calls and runs are logged at debug level (the report shows them). A
+    # recording also carries the run history, which a run's end makes wanted only once its status
+    # has landed: a second and third pass read it, so a replay serves what `serve` reads.
+    exporter = Exporter(config, client_factory=factory, one_shot=True, read_history=recorder is not None)
+    deadline = time.monotonic() + timeout
     try:
-        exporter.collect(timeout)
+        for _ in range(RECORDING_PASSES if recorder is not None else 1):
+            exporter.collect(max(0.0, deadline - time.monotonic()))
         snapshot = exporter.snapshot()
     finally:
         exporter.close()

@@ -70,9 +70,15 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def _gone(job: JobState) -> bool:
+    """The API says the listed job does not exist (deleted since the list was read)."""
+    return job.refreshed_at is None and job.status_error is not None and job.status_error[0] == "not_found"
+
+
 def _unread(job: JobState) -> bool:
-    """The job's status was never fetched: the table only has its job list entry."""
-    return job.refreshed_at is None
+    """The job's status was never fetched: the table only has its job list entry. A job the API
+    says is gone is not unread: there is nothing left to read (the next list drops it)."""
+    return job.refreshed_at is None and not _gone(job)
 
 
 def _job_row(cluster_name: str, job: JobState) -> tuple[str, ...]:
@@ -86,7 +92,7 @@ def _job_row(cluster_name: str, job: JobState) -> tuple[str, ...]:
     return (
         _one_line(cluster_name, 24),
         _one_line(job.name, 40),
-        _printable(job.status or "?") + ("*" if _unread(job) else ""),
+        _printable(job.status or "?") + ("*" if _unread(job) else " (gone)" if _gone(job) else ""),
         progress,
         _number(counters.rows_read if counters else None),
         _number(counters.rows_written if counters else None),
@@ -139,7 +145,15 @@ def _incomplete_lines(snapshot: Snapshot, status_budget: int, common_budget: int
     unlisted = [cluster for target in reached for cluster in target.clusters if cluster.up is None]
     jobs = [job for target in reached for cluster in target.clusters for job in cluster.jobs]
     unread = [job for job in jobs if _unread(job)]
+    gone = [job for job in jobs if _gone(job)]
     out: list[str] = []
+    if gone:
+        out += [
+            "",
+            f"GONE: {_plural(len(gone), 'job')} listed, then answered as not existing (deleted since "
+            "the job list was read; the next list drops them): "
+            + ", ".join(_printable(job.name) for job in gone),
+        ]
     if unlisted:
         out += [
             "",

@@ -98,9 +98,11 @@ class TargetPoller:
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
         one_shot: bool = False,
+        read_history: bool | None = None,
     ) -> None:
         """``one_shot``: for ``check``, whose report shows what failed and does not show the last
-        success: no run history is read, and failed calls and runs are logged at debug level."""
+        success: no run history is read (unless ``read_history``), and failed calls and runs are
+        logged at debug level."""
         self.target = target
         self.collection = collection
         self.client = client
@@ -109,6 +111,7 @@ class TargetPoller:
         self._wall = wall
         self._mono = mono
         self._one_shot = one_shot
+        self._reads_history = not one_shot if read_history is None else read_history
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(
             max_workers=collection.concurrency, thread_name_prefix=f"cdm-{target.name[:12]}"
@@ -146,7 +149,7 @@ class TargetPoller:
         # lists first: they tell which jobs exist and which changed, which orders the status fetches
         self._wait(self._start_job_lists(deadline), deadline)
         futures = self._start_status_fetches(deadline)
-        if not self._one_shot:
+        if self._reads_history:
             futures += self._start_history_reads(deadline)
         self._wait(futures, deadline)
 

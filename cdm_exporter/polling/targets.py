@@ -43,14 +43,17 @@ class Exporter:
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
         one_shot: bool = False,
+        read_history: bool | None = None,
     ) -> None:
         """``one_shot``: for ``check``, which collects once and reports what failed: it may spend a
         whole minute's budget at once, reads no run history (its report does not show the last
-        success) and logs failed calls and runs at debug level."""
+        success) and logs failed calls and runs at debug level. ``read_history`` overrides the
+        history part (``check --record`` reads it, so that a replay serves what ``serve`` needs)."""
         self._client_factory = client_factory
         self._wall = wall
         self._mono = mono
         self._one_shot = one_shot
+        self._read_history = not one_shot if read_history is None else read_history
         self._lock = threading.Lock()
         self._targets: dict[str, _Target] = {}
         self._collection: CollectionConfig | None = None
@@ -105,6 +108,7 @@ class Exporter:
             wall=self._wall,
             mono=self._mono,
             one_shot=self._one_shot,
+            read_history=self._read_history,
         )
         return _Target(poller, telemetry)
 
