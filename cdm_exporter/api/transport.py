@@ -18,7 +18,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from cdm_exporter.api.errors import MalformedResponse, TimeoutError_, TransportError
+from cdm_exporter.api.errors import MalformedResponse, NameNotResolved, TimeoutError_, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def classify(endpoint: str, exc: BaseException) -> TransportError:
     if has(ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
         return TransportError(endpoint, "connection reset")
     if has(urllib3.exceptions.NameResolutionError):
-        return TransportError(endpoint, "name resolution failed")
+        return NameNotResolved(endpoint, "name resolution failed")
     timeout_types = (
         requests.exceptions.Timeout,
         urllib3.exceptions.ReadTimeoutError,
