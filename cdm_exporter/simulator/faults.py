@@ -1,6 +1,6 @@
 """Injected failures: what can go wrong between a client and CDM, on demand.
 
-A :class:`Fault` targets one endpoint (``iam_token``, ``list_clusters``, ``cluster_detail``,
+A :class:`Fault` targets one endpoint (``iam_token``, ``iam_projects``, ``list_clusters``, ``cluster_detail``,
 ``list_jobs``, ``job_status``, ``submissions``, or ``*`` for all), optionally only one cluster
 id and/or job name, and replaces the normal response with one of these kinds:
 
@@ -38,7 +38,15 @@ FaultKind = Literal[
     "status", "delay", "hang", "malformed", "html", "wrong_shape", "huge", "trickle", "reset", "close"
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
-ENDPOINTS = ("iam_token", "list_clusters", "cluster_detail", "list_jobs", "job_status", "submissions")
+ENDPOINTS = (
+    "iam_token",
+    "iam_projects",
+    "list_clusters",
+    "cluster_detail",
+    "list_jobs",
+    "job_status",
+    "submissions",
+)
 ANY_ENDPOINT = "*"
 DEFAULT_HUGE_SIZE = 20 * 1024 * 1024
 
@@ -46,8 +54,8 @@ SPEC_HELP = """\
 Fault spec: TARGET:ACTION[,KEY=VALUE...]
 
   TARGET  ENDPOINT[@CLUSTER_ID][/JOB_NAME]
-          ENDPOINT: iam_token, list_clusters, cluster_detail, list_jobs, job_status,
-          submissions, or * for all. JOB_NAME is percent-decoded (write / as %2F,
+          ENDPOINT: iam_token, iam_projects, list_clusters, cluster_detail, list_jobs,
+          job_status, submissions, or * for all. JOB_NAME is percent-decoded (write / as %2F,
           : as %3A, , as %2C, % as %25).
   ACTION  an HTTP status (e.g. 500), or a kind with an optional value:
           delay=SECONDS, hang, malformed, html, wrong_shape, huge[=BYTES],
