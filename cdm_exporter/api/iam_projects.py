@@ -17,6 +17,7 @@ credential can be renewed), reports it to the observer, and never follows a redi
 from __future__ import annotations
 
 import logging
+from types import TracebackType
 
 import requests
 
@@ -98,6 +99,14 @@ class IamProjectsClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def __enter__(self) -> IamProjectsClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"IamProjectsClient(url={self._url!r}, auth={self._auth!r})"

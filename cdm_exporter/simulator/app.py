@@ -125,7 +125,7 @@ class SimulatorApp:
             )
 
         job_name = params.get("jname") if endpoint == "submissions" else route.job_name
-        fault = self.parts.faults.take(endpoint, route.cluster_id, job_name)
+        fault = self.parts.faults.take(endpoint, route.cluster_id, job_name, route.project_id)
         cdm = project.cdm
         if fault is not None:
             plan = fault_plan(fault, endpoint, request_id, lambda: self._cdm(cdm, route, params))
