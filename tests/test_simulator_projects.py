@@ -125,10 +125,16 @@ def test_a_signed_request_must_name_the_project_it_addresses(sim: Simulator) -> 
     wrong = CdmClient(
         endpoint=sim.url, project_id=dev, auth=AkSkAuth(s.access_key, s.secret_key, s.project_id)
     )
-    with right, wrong:
+    # without X-Project-Id the gateway takes the region's default project: fine for it, not for a sub-project
+    unnamed = AkSkAuth(s.access_key, s.secret_key, None)
+    default = CdmClient(endpoint=sim.url, project_id=s.project_id, auth=unnamed)
+    sub = CdmClient(endpoint=sim.url, project_id=dev, auth=unnamed)
+    with right, wrong, default, sub:
         assert len(right.list_clusters(timeout=10)) == 1
-        with pytest.raises(AuthError, match="HTTP 403"):
-            wrong.list_clusters(timeout=10)
+        assert len(default.list_clusters(timeout=10)) == 1
+        for refused in (wrong, sub):
+            with pytest.raises(AuthError, match="HTTP 403"):
+                refused.list_clusters(timeout=10)
 
 
 def test_projects_come_and_go_through_the_admin_api(sim: Simulator) -> None:

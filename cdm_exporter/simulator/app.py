@@ -9,7 +9,8 @@ all of them).  For every request, in this order (as the real gateway would):
 3. IAM token requests: injected fault, else the IAM endpoint (never throttled);
 4. authenticate (401 ``APIGW.0301``; IAM's project list answers its own 401), check the project:
    it must exist in this region, be enabled, and be the one the credential is scoped to (a
-   token's project, or the ``X-Project-Id`` an AK/SK request signs), else 403 ``APIGW.0302``;
+   token's project; the ``X-Project-Id`` an AK/SK request signs, else the region's default
+   project), else 403 ``APIGW.0302``;
 5. rate-limit per user and policy, across all regions (429 ``APIGW.0308``);
 6. an injected fault for this endpoint/cluster/job, else the CDM API of that project.
 
@@ -103,6 +104,11 @@ class SimulatorApp:
         if failure is not None:
             return self._answer(endpoint, json_plan(401, errors.auth_failure(failure, request_id)))
         project = self.parts.projects.get(route.project_id or "")
+        if scope is None:
+            # AK/SK without X-Project-Id: the gateway takes the region's default project
+            # (docs/api-notes.md, "IAM projects"), so a sub-project needs the header
+            default = self.parts.projects.by_name(self.region)
+            scope = default.id if default is not None else ""
         if (
             project is None
             or project.region != self.region
@@ -188,7 +194,7 @@ class SimulatorApp:
         """``(user, None, scope)`` when authenticated, else ``(user or anonymous, APIGW.0301
         sub-message, None)``. ``scope`` is the project the credential is limited to: a token's
         project (``""`` for a domain-scoped one), the ``X-Project-Id`` of an AK/SK request, or
-        ``None`` when unlimited (AK/SK without ``X-Project-Id``)."""
+        ``None`` for AK/SK without ``X-Project-Id``."""
         s = self.settings
         authorization = req.headers.get("authorization", "")
         if authorization.startswith("SDK-"):
