@@ -188,9 +188,11 @@ def test_serve_exports_every_discovered_project(tmp_path: Path, account: Simulat
     assert exposition.value("cdm_up", project_id=primary, region="cn-north-4") == 1
     assert exposition.value("cdm_up", project_id=dev, region="cn-north-4") == 1
     assert exposition.value("cdm_up", project_id=without, region="ap-southeast-3") == 0
-    assert exposition.select("cdm_project_unavailable") == {
+    set_aside = {labels: v for labels, v in exposition.select("cdm_project_unavailable").items() if v == 1}
+    assert set_aside == {
         frozenset({"project_id": without, "region": "ap-southeast-3", "reason": "not_offered"}.items()): 1.0
     }
+    assert len(exposition.select("cdm_project_unavailable")) == 2 * 3  # both reasons for every project
     assert exposition.value("cdm_project_discovery_up", target="account") == 1
     # both projects' clusters, each under its own project
     for pid in (primary, dev):

@@ -24,7 +24,7 @@ Series produced (identity labels ``cluster_id``, ``cluster_name``, ``job_name`` 
     cdm_up{project_id,region}                        1 when auth and the cluster list worked last time
     cdm_api_budget_remaining{project_id,region,policy="job_status|common"}
     cdm_project_info{project_id,project_name,region} 1  a project found by discovery (projects targets)
-    cdm_project_unavailable{project_id,region,reason="not_offered|forbidden"} 1  while it is set aside
+    cdm_project_unavailable{project_id,region,reason="not_offered|forbidden"} 1|0  1 while set aside
     cdm_project_discovery_up{target}                 1 when the last listing of the target's projects worked
     cdm_scrape_duration_seconds                      how long the last collection took
     cdm_api_requests_total{endpoint,code}            every HTTP call made
@@ -45,6 +45,7 @@ from prometheus_client.samples import Sample
 
 from cdm_exporter import __version__
 from cdm_exporter.api.models import CLUSTER_STATUSES, FAILED_STATUSES, JOB_STATUSES, Counters
+from cdm_exporter.polling.discovery import UNAVAILABLE_REASONS
 from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.state import JobState, TargetView
 from cdm_exporter.polling.telemetry import TelemetrySnapshot
@@ -293,7 +294,8 @@ def _discovery_families(snapshot: Snapshot) -> Iterator[Metric]:
     )
     unavailable = GaugeMetricFamily(
         "cdm_project_unavailable",
-        "1 while a discovered project is set aside: CDM not offered in its region, or forbidden.",
+        "1 while a discovered project is set aside for this reason (CDM not offered in its region, "
+        "or forbidden), else 0.",
         labels=("project_id", "region", "reason"),
     )
     seen: set[tuple[str, str]] = set()
@@ -303,8 +305,8 @@ def _discovery_families(snapshot: Snapshot) -> Iterator[Metric]:
             continue
         seen.add(key)
         info.add_metric((target.project_id, target.project_name, target.region), 1.0)
-        if target.unavailable is not None:
-            unavailable.add_metric((*key, target.unavailable), 1.0)
+        for reason in UNAVAILABLE_REASONS:  # every reason always present, as the status enums
+            unavailable.add_metric((*key, reason), 1.0 if target.unavailable == reason else 0.0)
     up = GaugeMetricFamily(
         "cdm_project_discovery_up",
         "1 when the last listing of the projects of a projects target worked.",

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 NOT_OFFERED = "not_offered"
 #: the credential is refused in the project (401/403, Cdm.0032)
 FORBIDDEN = "forbidden"
+#: every reason, each with a cdm_project_unavailable series per discovered project
+UNAVAILABLE_REASONS: tuple[str, ...] = (NOT_OFFERED, FORBIDDEN)
 #: projects refreshed at the same time (threads are started only as needed)
 MAX_PARALLEL_PROJECTS = 64
 
