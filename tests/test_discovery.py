@@ -170,6 +170,16 @@ def test_check_discovers_three_projects_in_two_regions_from_one_target(
         assert secret not in out + err
 
 
+def test_check_fails_when_the_projects_cannot_be_listed(tmp_path: Path, account: Simulator) -> None:
+    config = write_config(tmp_path / "c.yml", account, "password")
+    config.write_text(config.read_text().replace(account.settings.iam_password, "wrong-password"))
+    code, out, err = run_check(config)
+    assert code == 1
+    assert "target account: listing its projects FAILED" in out
+    assert "iam_token HTTP 401" in out  # the domain-scoped token was refused
+    assert "wrong-password" not in out + err
+
+
 def test_serve_exports_every_discovered_project(tmp_path: Path, account: Simulator) -> None:
     require_prometheus_tools()
     names = {project_id(account, n): n for n in ("cn-north-4", "cn-north-4_dev", "ap-southeast-3")}
