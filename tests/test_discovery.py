@@ -142,7 +142,7 @@ def test_check_discovers_three_projects_in_two_regions_from_one_target(
     code, out, err = run_check(write_config(tmp_path / "c.yml", account, mode))
     assert code == 0, out + err  # set-aside projects are not failures
     # IAM lists the three projects and one without a name (the documented example has one)
-    assert "target account: 4 project(s) listed by IAM, 3 polled" in out
+    assert "target account: 4 project(s) listed by IAM, 3 selected" in out
     primary, dev, without = (
         project_id(account, n) for n in ("cn-north-4", "cn-north-4_dev", "ap-southeast-3")
     )

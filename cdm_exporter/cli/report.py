@@ -94,7 +94,7 @@ _SET_ASIDE = {
 def _discovery_lines(discovery: DiscoveryView) -> list[str]:
     name = _printable(discovery.target)
     if discovery.up:
-        return [f"target {name}: {discovery.listed} project(s) listed by IAM, {discovery.selected} polled"]
+        return [f"target {name}: {discovery.listed} project(s) listed by IAM, {discovery.selected} selected"]
     state = "FAILED" if discovery.up is False else "not reached"
     lines = [f"target {name}: listing its projects {state}"]
     if discovery.error:

@@ -122,6 +122,7 @@ class _Project:
     flight: SingleFlight
     unavailable: str | None = None
     recheck_at: float = 0.0
+    dropped: bool = False  # no longer listed: its poller is closed
 
 
 class ProjectDiscovery:
@@ -265,6 +266,7 @@ class ProjectDiscovery:
         with self._lock:
             self._projects = current
         for project in gone:
+            project.dropped = True
             log.info(
                 "project no longer listed; its series are dropped",
                 extra={
@@ -313,6 +315,9 @@ class ProjectDiscovery:
         try:
             project.flight.do(lambda: self._poll(project, deadline), deadline)
         except Exception:  # a bug in one project must not end the others' collection
+            if project.dropped:  # its poller was closed under it: nothing is lost
+                log.debug("dropped project's last refresh ended", exc_info=True)
+                return
             log.exception(
                 "collection failed", extra={"target": self.target.name, "project": project.info.name}
             )
