@@ -54,6 +54,8 @@ from common import (
     table,
 )
 
+from cdm_exporter.api.endpoints import ENDPOINT_POLICY
+
 SCRAPE_HEADERS = {
     "X-Prometheus-Scrape-Timeout-Seconds": "10",
     "Accept-Encoding": "gzip",
@@ -165,11 +167,9 @@ def one_run(
         for thread in threads:
             thread.join(timeout=2 * REQUEST_TIMEOUT)
         run.seconds = time.monotonic() - began
-    policy = {"job_status": "job_status", "list_clusters": "common", "list_jobs": "common"}
-    policy["submissions"] = "common"
     for row in stats["requests"]:
         run.endpoints[row["endpoint"]] = run.endpoints.get(row["endpoint"], 0) + row["count"]
-        name = policy.get(row["endpoint"])
+        name = ENDPOINT_POLICY.get(row["endpoint"])
         if name is not None:
             run.calls[name] = run.calls.get(name, 0) + row["count"]
     for row in stats["max_per_minute"]:

@@ -45,8 +45,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from cdm_exporter.api.auth import TokenAuth
 from cdm_exporter.api.client import CdmClient
+from cdm_exporter.api.endpoints import POLICIES
 from cdm_exporter.api.errors import CdmError
-from cdm_exporter.api.models import Cluster, JobSummary, latest
+from cdm_exporter.api.models import JOB_TYPES, Cluster, JobSummary, latest
+from cdm_exporter.api.paging import JobListPaging
 from cdm_exporter.config import CollectionConfig
 from cdm_exporter.metrics.collector import CdmCollector
 from cdm_exporter.polling.budget import TokenBucket
@@ -59,7 +61,6 @@ SCRAPE_TIMEOUT = 10.0  # what Prometheus announces; the exporter answers 0.5 s b
 JOBS_PER_CLUSTER = 500
 RUNNING_EVERY = 20  # one job in 20 = 5 % running
 NAIVE_CONCURRENCY = 8
-POLICIES = ("job_status", "common")
 
 
 @dataclass
@@ -137,10 +138,10 @@ def make_world(jobs: int, seed: int, latency_ms: float, clock: FlowingClock) -> 
 
 
 def policy_stats(sim: Simulator, minutes: float) -> tuple[dict[str, int], dict[str, float]]:
-    peak = dict.fromkeys(POLICIES, 0)
+    peak: dict[str, int] = dict.fromkeys(POLICIES, 0)
     for (policy, _user), n in sim.stats.max_per_minute.items():
         peak[policy] = max(peak.get(policy, 0), n)
-    total = dict.fromkeys(POLICIES, 0)
+    total: dict[str, int] = dict.fromkeys(POLICIES, 0)
     for (policy, _user, _minute), n in sim.stats.per_minute.items():
         total[policy] = total.get(policy, 0) + n
     return peak, {p: total[p] / minutes for p in POLICIES}
@@ -224,9 +225,7 @@ class NaivePoller:
 
         with contextlib.suppress(CdmError):  # else keep the last cluster list
             self.clusters = self.client.list_clusters(timeout=left())
-        lists = {
-            c.id: self.pool.submit(self.client.list_all_jobs, c.id, timeout=left()) for c in self.clusters
-        }
+        lists = {c.id: self.pool.submit(self._list_jobs, c.id, deadline) for c in self.clusters}
         wait(lists.values(), timeout=max(0.0, left()))
         for cluster_id, future in lists.items():
             if future.done() and future.exception() is None:
@@ -242,6 +241,24 @@ class NaivePoller:
             fetch.cancel()
         wait(fetches, timeout=30.0)  # the few in flight; not part of the scrape
         return elapsed
+
+    def _list_jobs(self, cluster_id: str, deadline: float) -> list[JobSummary]:
+        """Every job of the cluster, all pages of every type at once (the exporter's paging rule)."""
+        jobs: dict[str, JobSummary] = {}
+        for job_type in JOB_TYPES:
+            paging = JobListPaging()
+            while not paging.done:
+                page = self.client.list_jobs_page(
+                    cluster_id,
+                    job_type,
+                    paging.page_no,
+                    paging.page_size,
+                    timeout=deadline - time.monotonic(),
+                )
+                paging.accept(page)
+                for job in page.jobs:
+                    jobs.setdefault(job.name, job)
+        return list(jobs.values())
 
     def _fetch(self, cluster_id: str, job_name: str, deadline: float) -> None:
         left = deadline - time.monotonic()

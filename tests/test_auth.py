@@ -223,7 +223,7 @@ def test_aksk_accepted_and_wrong_secret_refused(sim: Simulator) -> None:
     with _client(sim, AkSkAuth(ACCESS_KEY, SECRET_KEY, sim.settings.project_id)) as client:
         clusters = client.list_clusters()
         assert clusters
-        assert client.list_all_jobs(clusters[0].id)
+        assert client.list_jobs_page(clusters[0].id, "NORMAL_JOB", 1).jobs
     wrong = AkSkAuth(ACCESS_KEY, "not-the-secret", sim.settings.project_id)
     with _client(sim, wrong) as client, pytest.raises(AuthError) as info:
         client.list_clusters()
@@ -264,7 +264,7 @@ def test_no_secret_in_any_error_or_log_line(sim: Simulator, caplog: pytest.LogCa
             calls: list[Callable[[], object]] = [
                 client.list_clusters,
                 lambda: client.job_status(cid, "x"),
-                lambda: client.list_jobs(cid),
+                lambda: client.list_jobs_page(cid, "NORMAL_JOB", 1),
             ]
             for call in calls[:1] if slow else calls:  # a hang costs a timeout per call
                 try:

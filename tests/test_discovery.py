@@ -10,6 +10,7 @@ clocks: the budget scope, set-aside projects and their recheck, a failing IAM li
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -168,6 +169,22 @@ def test_check_discovers_three_projects_in_two_regions_from_one_target(
                 assert job.name in out
     for secret in (account.settings.iam_password, account.settings.secret_key):
         assert secret not in out + err
+
+
+def test_check_records_the_project_listing_without_secrets(tmp_path: Path, account: Simulator) -> None:
+    record = tmp_path / "record.jsonl"
+    config = write_config(tmp_path / "c.yml", account, "password")
+    result = CliRunner().invoke(
+        cli, ["check", "--config.file", str(config), "--record", str(record)], env={}, catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    text = record.read_text()
+    endpoints = [json.loads(line).get("endpoint") for line in text.splitlines()[1:]]
+    assert endpoints.count("iam_projects") == 1
+    assert {"iam_token", "list_clusters"} <= set(endpoints)
+    assert account.settings.iam_password not in text
+    for issued in ("MIIsim",):  # every IAM-issued token starts so
+        assert issued not in text
 
 
 def test_check_fails_when_the_projects_cannot_be_listed(tmp_path: Path, account: Simulator) -> None:

@@ -1,4 +1,7 @@
-"""The Dockerfile, checked without a Docker engine: hadolint, and the image's promised properties."""
+"""The Dockerfile, checked without a Docker engine: hadolint, and the image's promised properties.
+
+scripts/image-test builds and runs the image with podman (CI runs it); these checks need no engine.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 CONFIG_PATH = "/etc/cdm-exporter/config.yml"  # also where deploy/kubernetes mounts the ConfigMap
+VENV = "/opt/cdm-exporter"
 DEFAULT_PORT = 9792  # `--web.listen-address` default (README.md, "Default port: 9792"); see test_cli_agrees
 
 
@@ -109,6 +113,8 @@ def test_multi_stage_build_installs_only_the_wheels(stages: list[Stage], final: 
     assert len(stages) >= 2
     builders = [s for s in stages[:-1] if any("pip wheel" in r for r in s.all("RUN"))]
     assert builders, "no stage builds the wheel"
+    # Dependencies come as wheels only: never an sdist that would need a compiler.
+    assert "--only-binary=:all:" in " ".join(builders[0].all("RUN"))
     runs = " ".join(final.all("RUN"))
     assert "pip install" in runs
     assert "--no-index" in runs, "the final stage must install from the built wheels only"
@@ -123,13 +129,57 @@ def test_multi_stage_build_installs_only_the_wheels(stages: list[Stage], final: 
 
 
 def test_base_image_is_slim_python_pinned_to_a_patch_version(stages: list[Stage]) -> None:
+    # Fully qualified: podman, with no unqualified-search registries configured, resolves it too.
     for stage in stages:
-        assert re.fullmatch(r"python:3\.\d+\.\d+-slim-[a-z]+", stage.base), stage.base
+        assert re.fullmatch(r"docker\.io/library/python:3\.\d+\.\d+-slim-[a-z]+", stage.base), stage.base
     assert stages[0].base == stages[-1].base, "build wheels with the same Python that runs them"
     major_minor = tuple(int(n) for n in stages[-1].base.split(":")[1].split("-")[0].split(".")[:2])
     required = PYPROJECT["project"]["requires-python"]
     assert required.startswith(">=")
     assert major_minor >= tuple(int(n) for n in required[2:].split("."))
+
+
+def test_every_stage_is_built_on_the_base_argument() -> None:
+    """`--build-arg PYTHON_IMAGE=...` (a Debian-packaged Python, say) replaces the base of both stages."""
+    global_args, _ = parse_dockerfile(DOCKERFILE.read_text())
+    assert "PYTHON_IMAGE" in global_args
+    froms = re.findall(r"^FROM\s+(\S+)", DOCKERFILE.read_text(), flags=re.MULTILINE | re.IGNORECASE)
+    assert len(froms) >= 2
+    assert set(froms) == {"${PYTHON_IMAGE}"}, froms
+
+
+def run_commands(stage: Stage) -> list[str]:
+    """Every command of the stage's RUN lines, split at && and ;, without RUN's --mount options."""
+    commands: list[str] = []
+    for run in stage.all("RUN"):
+        words = run.split()
+        while words and words[0].startswith("--"):
+            words.pop(0)
+        commands += [c.strip() for c in re.split(r"&&|;", " ".join(words)) if c.strip()]
+    return commands
+
+
+def test_installs_into_a_venv_under_opt_on_any_python_base(stages: list[Stage], final: Stage) -> None:
+    """Debian's python3 has no `python` or `pip` command and refuses system installs (PEP 668): every
+    stage makes a venv with `python3 -m venv` and runs pip from it, which works on every base."""
+    for stage in stages:
+        commands = run_commands(stage)
+        for command in commands:
+            program = command.split()[0]
+            assert program not in {"python", "pip", "pip3"}, f"{command!r} needs the base's own python/pip"
+            assert program != "python3" or command.startswith("python3 -m venv /opt/"), command
+            assert not program.endswith(("/python", "/pip")) or program.startswith("/opt/"), command
+        assert any(c.startswith("python3 -m venv /opt/") for c in commands), stage.name
+    final_commands = run_commands(final)
+    assert f"python3 -m venv {VENV}" in final_commands
+    installs = [c for c in final_commands if c.startswith(f"{VENV}/bin/python -m pip install ")]
+    assert len(installs) == 1, final_commands
+    # The installer leaves with the build: nothing installs at run time.
+    assert any(c.startswith(f"{VENV}/bin/python -m pip uninstall") and " pip " in c for c in final_commands)
+    # The venv's commands come first on PATH, so ENTRYPOINT ["cdm-exporter"] is the venv's.
+    (path,) = re.findall(r'PATH="([^"]*)"', " ".join(final.all("ENV")))
+    assert path.split(":")[0] == f"{VENV}/bin"
+    assert path.split(":")[1] == "${PATH}"
 
 
 def test_runs_as_a_numeric_non_root_user(final: Stage) -> None:
@@ -148,11 +198,14 @@ def test_expose_matches_the_default_listen_port(final: Stage) -> None:
 
 
 def test_labels(final: Stage) -> None:
-    labels = dict(re.findall(r'(org\.opencontainers\.image\.\w+)="([^"]*)"', " ".join(final.all("LABEL"))))
-    for key in ("title", "description", "source", "licenses", "version"):
+    labels = dict(re.findall(r'(org\.opencontainers\.image\.[\w.]+)="([^"]*)"', " ".join(final.all("LABEL"))))
+    for key in ("title", "description", "source", "licenses", "version", "base.name"):
         assert labels.get(f"org.opencontainers.image.{key}"), key
     assert labels["org.opencontainers.image.licenses"] == PYPROJECT["project"]["license"]["text"]
     assert labels["org.opencontainers.image.version"] == "${VERSION}"
+    # The base it was built on; a global ARG is empty inside a stage unless the stage declares it again.
+    assert labels["org.opencontainers.image.base.name"] == "${PYTHON_IMAGE}"
+    assert "PYTHON_IMAGE" in final.all("ARG")
     # The VERSION default is the package's version, and the install pins it.
     versions = [a.partition("=")[2] for a in final.all("ARG") if a.startswith("VERSION=")]
     assert versions == [PYPROJECT["project"]["version"]]
@@ -192,9 +245,9 @@ def health_server() -> Iterator[http.server.HTTPServer]:
 
 def test_healthcheck_probes_healthy_with_python(final: Stage, health_server: http.server.HTTPServer) -> None:
     (healthcheck,) = final.all("HEALTHCHECK")
-    assert "curl" not in healthcheck and "wget" not in healthcheck
+    assert "curl" not in healthcheck and "wget" not in healthcheck  # neither is in the image
     command = json.loads(healthcheck.partition("CMD")[2])
-    assert command[:2] == ["python", "-c"]
+    assert command[:2] == [f"{VENV}/bin/python", "-c"]
     code = command[2]
     url = f"http://127.0.0.1:{DEFAULT_PORT}/-/healthy"
     assert url in code

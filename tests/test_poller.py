@@ -90,30 +90,25 @@ def test_budget_is_never_exceeded_and_nothing_is_throttled_at_1000_jobs(
 def test_running_jobs_are_refreshed_first(make_stack: Callable[..., Stack]) -> None:
     # a tiny status budget: 12/min = 3 per 15 s scrape, fewer than there are jobs
     stack = make_stack(
-        {"clusters": 1, "jobs": 30, "rate_limit": 0},
+        {"clusters": 1, "jobs": 0, "rate_limit": 0},
         budget_per_minute=BudgetConfig(job_status=12, common=100),
     )
+    cluster_id = stack.cluster_id()
+    for i in range(12):  # jobs that never ran: none is running but the two started below
+        stack.sim.world.add_job(cluster_id, f"job-{i:02d}")
     for _ in range(4):
         stack.scrape()
-    cluster_id = stack.cluster_id()
-    names = [j.name for j in stack.sim.world.jobs(cluster_id) if j.list_status not in ("RUNNING", "BOOTING")][
-        :2
-    ]
+    names = ["job-03", "job-08"]
     for name in names:
         stack.sim.world.start_run(cluster_id, name, duration=3600)
-    stack.scrape(advance=60.0)  # the list refresh sees them start; their status is fetched next
+    stack.scrape(advance=60.0)  # the list refresh sees them start
     stack.scrape()
     jobs = list(stack.jobs().values())
     now = stack.clock()
-    active = [j for j in jobs if j.active]
-    fresh = [j for j in jobs if j.refreshed_at == now]
-    assert {(cluster_id, n) for n in names} <= {(j.cluster_id, j.name) for j in active}
-    assert 1 <= len(fresh) <= 3  # the budget: 3 calls per 15 s
-    if len(active) >= len(fresh):  # running jobs took the calls, but for the changed-job reserve
-        assert len([j for j in fresh if not j.active]) <= 1, "finished jobs were fetched before running ones"
-    for name in names:  # both started jobs were fetched in one of the last two scrapes
-        refreshed = next(j.refreshed_at for j in jobs if j.name == name)
-        assert refreshed is not None and refreshed >= now - SCRAPE_INTERVAL
+    assert sorted(j.name for j in jobs if j.active) == names
+    fresh = {j.name for j in jobs if j.refreshed_at == now}
+    assert set(names) <= fresh, "jobs refreshed longer ago were fetched before the running ones"
+    assert len(fresh) <= 3  # the budget: 3 calls per 15 s
 
 
 def test_a_run_that_ends_is_read_even_while_more_jobs_run_than_the_budget_refreshes(
@@ -281,3 +276,86 @@ def test_a_429_is_not_retried_and_the_job_keeps_its_last_known_state(
     assert snapshot.targets[0].up is True  # throttling says nothing about reachability
     stack.scrape()  # the pause (5 s) is over: fresh again
     assert all(j.refreshed_at == stack.clock() for j in stack.jobs().values())
+
+
+def test_a_job_type_every_cluster_refuses_is_skipped_and_retried_hourly(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(
+        {"clusters": 2, "jobs": 12, "rate_limit": 0, "refused_job_types": ("SCENARIO_JOB",)},
+        job_list_interval=60.0,
+    )
+
+    def scenario_lists() -> int:
+        return sum(1 for r in stack.sim.stats.log if "jobType=SCENARIO_JOB" in r.query)
+
+    stack.scrape()
+    assert scenario_lists() == 2  # once per cluster
+    for _ in range(20):  # twenty minutes of lists
+        stack.scrape(advance=60.0)
+    assert scenario_lists() == 2
+    views = stack.exporter.snapshot().targets[0].clusters
+    assert all(view.up and view.unsupported_types == ("SCENARIO_JOB",) for view in views)
+    listed = {name for _, name in stack.jobs()}
+    expected = {
+        job.name
+        for cluster in stack.sim.world.clusters()
+        for job in stack.sim.world.jobs(cluster.id)
+        if job.job_type != "SCENARIO_JOB"
+    }
+    assert listed == expected
+    stack.scrape(advance=3600.0)
+    assert scenario_lists() == 4  # tried again after an hour, still refused
+
+
+def test_last_success_from_a_shuffled_history_longer_than_a_page(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(
+        {"clusters": 1, "jobs": 0, "rate_limit": 0, "history_order": "shuffled", "history_size": 40},
+        job_list_interval=0.0,
+        history_interval=0.0,
+    )
+    cluster_id = stack.cluster_id()
+    world = stack.sim.world
+    world.add_job(cluster_id, "busy")
+    stack.scrape()
+    ends = []
+    for n in range(25):  # 25 runs while nobody watched, the last success among them early on
+        outcome = "SUCCEEDED" if n in (3, 7, 11) else "FAILED"
+        world.start_run(cluster_id, "busy", outcome=outcome, duration=600)
+        stack.clock.advance(5)
+        world.finish_run(cluster_id, "busy", outcome)
+        if outcome == "SUCCEEDED":
+            ends.append(stack.clock())
+        stack.clock.advance(5)
+    calls = stack.sim.stats.count("submissions")
+    stack.scrape()  # sees the latest run (failed) and that runs were missed
+    stack.scrape()  # reads the history, page after page: nothing says the newest come first
+    job = stack.jobs()[(cluster_id, "busy")]
+    assert job.status == "FAILED"
+    assert job.last_success == pytest.approx(ends[-1], abs=1.0)
+    assert stack.sim.stats.count("submissions") - calls == 3  # 25 runs: three pages of 10
+
+
+def test_a_newest_first_history_is_read_only_as_far_as_the_first_success(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(
+        {"clusters": 1, "jobs": 0, "rate_limit": 0, "history_size": 40},
+        job_list_interval=0.0,
+        history_interval=0.0,
+    )
+    cluster_id = stack.cluster_id()
+    world = stack.sim.world
+    world.add_job(cluster_id, "busy")
+    stack.scrape()
+    for n in range(25):
+        outcome = "SUCCEEDED" if n == 20 else "FAILED"
+        world.start_run(cluster_id, "busy", outcome=outcome, duration=600)
+        stack.clock.advance(5)
+        world.finish_run(cluster_id, "busy", outcome)
+        stack.clock.advance(5)
+    calls = stack.sim.stats.count("submissions")
+    stack.scrape()
+    stack.scrape()
+    assert stack.jobs()[(cluster_id, "busy")].last_success is not None
+    assert stack.sim.stats.count("submissions") - calls == 1  # the success is on page 1

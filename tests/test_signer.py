@@ -150,7 +150,7 @@ def _both(
     body: str = "",
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Sign the same wire request with ours and the SDK's; return both final header sets."""
-    path = "/" + "/".join(path_segment(s, "test") for s in segments)
+    path = "/" + "/".join(path_segment(s, "job_status") for s in segments)
     query = query_string(params)
     url = f"https://{host}{path}" + (f"?{query}" if query else "")
     ours = sign(

@@ -40,6 +40,8 @@ START_CLI = "from cdm_exporter.cli.simulate import simulate; simulate(prog_name=
         (["--project-id", "a/b"], {}, "--project-id"),
         (["--project", "a b"], {}, "--project"),
         (["--region-without-cdm", "cn-north-4"], {}, "region without CDM"),
+        (["--history-order", "sideways"], {}, "--history-order"),
+        (["--refuse-job-type", "ODD_JOB"], {}, "--refuse-job-type"),
         (["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"], {}, "--tls-cert"),
         (["--tls-cert", str(FIXTURES / "server.pem")], {}, "--tls-key"),
         ([], {"CDM_EXPORTER_TIME_SCALE": "fast"}, "--time-scale"),

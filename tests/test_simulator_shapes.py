@@ -255,6 +255,33 @@ def test_submissions_history(simulator: Simulator) -> None:
     assert all_ids == list(range(all_ids[0], all_ids[0] - len(all_ids), -1))
 
 
+@pytest.mark.parametrize("order", ["oldest-first", "shuffled"])
+def test_submissions_in_another_order(make_simulator: Callable[..., Simulator], order: str) -> None:
+    sim = make_simulator(history_order=order, time_scale=60.0)
+    cid = first_cluster(sim)
+    job = next(j for j in sim.world.jobs(cid) if j.scheduled)
+    everything = get(sim, base(sim) + f"/{cid}/cdm/submissions", jname=job.name, page_size=100).json()
+    ids = [s["submission-id"] for s in everything["submissions"] if "submission-id" in s]
+    assert sorted(ids) == sorted(r.submission_id for r in sim.world.history(cid, job.name).runs)
+    if order == "oldest-first":
+        assert ids == sorted(ids)
+    else:
+        assert ids not in (sorted(ids), sorted(ids, reverse=True))
+        again = get(sim, base(sim) + f"/{cid}/cdm/submissions", jname=job.name, page_size=100).json()
+        assert again["submissions"] == everything["submissions"]  # a fixed order, not a new one each time
+
+
+def test_a_refused_job_type(make_simulator: Callable[..., Simulator]) -> None:
+    sim = make_simulator(refused_job_types=("SCENARIO_JOB",))
+    cid = first_cluster(sim)
+    refused = get(sim, base(sim) + f"/{cid}/cdm/job/all", jobType="SCENARIO_JOB")
+    assert refused.status_code == 400 and refused.json() == {
+        "errCode": "Cdm.0014",
+        "externalMessage": "Invalid parameter.",
+    }
+    assert get(sim, base(sim) + f"/{cid}/cdm/job/all", jobType="BATCH_JOB").status_code == 200
+
+
 def test_submissions_needs_jname(simulator: Simulator) -> None:
     r = get(simulator, base(simulator) + f"/{first_cluster(simulator)}/cdm/submissions")
     assert r.status_code == 400 and r.json()["errCode"] == "Cdm.0014"

@@ -1,90 +1,125 @@
-"""Concurrent callers share one run of the work."""
+"""Concurrent callers share one run of the work.
+
+Callers are synchronised on events and on the flight's ``on_join`` hook, never on sleeps: a
+test knows a caller has joined the run in flight because the flight told it so.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
 
-from cdm_exporter.polling.singleflight import SingleFlight
+import pytest
+
+from cdm_exporter.singleflight import FlightTimeout, SingleFlight
+
+WAIT = 10.0  # only ever reached when the code is wrong
 
 
-def test_five_concurrent_callers_cause_one_run() -> None:
-    flight = SingleFlight()
-    release = threading.Event()
-    started = threading.Event()
-    runs: list[int] = []
+class Joins:
+    """Counts the callers that joined a run in flight; ``wait(n)`` blocks until n did."""
 
-    def work() -> None:
+    def __init__(self) -> None:
+        self._joined = threading.Semaphore(0)
+
+    def __call__(self) -> None:
+        self._joined.release()
+
+    def wait(self, n: int) -> None:
+        for _ in range(n):
+            assert self._joined.acquire(timeout=WAIT), "a caller never joined"
+
+
+def blocked_work(
+    result: str, runs: list[int], started: threading.Event, release: threading.Event
+) -> Callable[[], str]:
+    def work() -> str:
         runs.append(1)
         started.set()
-        release.wait(10)
+        assert release.wait(WAIT)
+        return result
 
-    leaders: list[bool] = []
-    threads = [threading.Thread(target=lambda: leaders.append(flight.do(work, time.monotonic() + 10)))]
-    threads[0].start()
-    assert started.wait(5)
-    for _ in range(4):
-        t = threading.Thread(target=lambda: leaders.append(flight.do(work, time.monotonic() + 10)))
-        t.start()
-        threads.append(t)
-    release.set()
-    for t in threads:
-        t.join(10)
-    assert runs == [1]
-    assert sorted(leaders) == [False, False, False, False, True]
-    assert flight.runs == 1
-    flight.do(work, time.monotonic() + 1)  # a later call runs again
-    assert runs == [1, 1]
+    return work
 
 
-def test_a_waiter_gives_up_at_its_own_deadline() -> None:
-    flight = SingleFlight()
-    release = threading.Event()
-    started = threading.Event()
-
-    def slow() -> None:
-        started.set()
-        release.wait(10)
-
-    leader = threading.Thread(target=flight.do, args=(slow, time.monotonic() + 10))
-    leader.start()
-    assert started.wait(5)
-    t0 = time.monotonic()
-    assert flight.do(slow, t0 + 0.2) is False
-    assert time.monotonic() - t0 < 2
-    release.set()
-    leader.join(10)
+def start(target: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread
 
 
-def test_the_leaders_error_reaches_the_waiters() -> None:
-    flight = SingleFlight()
-    started = threading.Event()
-    release = threading.Event()
-
+def test_five_concurrent_callers_cause_one_run_and_share_its_result() -> None:
+    joins = Joins()
+    flight: SingleFlight[str] = SingleFlight(on_join=joins)
     runs: list[int] = []
+    started, release = threading.Event(), threading.Event()
+    work = blocked_work("fresh", runs, started, release)
+    results: list[str] = []
+    threads = [start(lambda: results.append(flight.do(work, WAIT)))]
+    assert started.wait(WAIT)
+    threads += [start(lambda: results.append(flight.do(work, WAIT))) for _ in range(4)]
+    joins.wait(4)  # all four are waiting for the first caller's run
+    release.set()
+    for thread in threads:
+        thread.join(WAIT)
+    assert runs == [1]
+    assert results == ["fresh"] * 5
+    assert flight.runs == 1
+    assert not flight.in_flight
+    assert flight.do(lambda: "again") == "again"  # a later call runs again
+    assert flight.runs == 2
+
+
+def test_a_waiter_gives_up_at_its_own_timeout_and_the_run_goes_on() -> None:
+    flight: SingleFlight[str] = SingleFlight()
+    runs: list[int] = []
+    started, release = threading.Event(), threading.Event()
+    work = blocked_work("late", runs, started, release)
+    results: list[str] = []
+    leader = start(lambda: results.append(flight.do(work, WAIT)))
+    assert started.wait(WAIT)
+    assert flight.in_flight
+    with pytest.raises(FlightTimeout):
+        flight.do(work, timeout=0.0)  # no time left: does not wait, does not start a second run
+    release.set()
+    leader.join(WAIT)
+    assert runs == [1]
+    assert results == ["late"]
+
+
+@pytest.mark.parametrize("copied", [False, True], ids=["same-error", "error-per-waiter"])
+def test_the_leaders_error_reaches_the_waiters(copied: bool) -> None:
+    joins = Joins()
+
+    def copy(error: BaseException) -> BaseException:
+        return RuntimeError(*map(str, error.args))
+
+    flight: SingleFlight[None] = SingleFlight(on_join=joins, **({"waiter_error": copy} if copied else {}))
+    runs: list[int] = []
+    started, release = threading.Event(), threading.Event()
 
     def broken() -> None:
         runs.append(1)
         started.set()
-        release.wait(10)
+        assert release.wait(WAIT)
         raise RuntimeError("boom")
 
     errors: list[BaseException] = []
 
     def call() -> None:
         try:
-            flight.do(broken, time.monotonic() + 10)
+            flight.do(broken, WAIT)
         except RuntimeError as error:
             errors.append(error)
 
-    first = threading.Thread(target=call)
-    first.start()
-    assert started.wait(5)
-    second = threading.Thread(target=call)
-    second.start()
-    time.sleep(0.3)  # let the second caller join the flight before it ends
+    first = start(call)
+    assert started.wait(WAIT)
+    second = start(call)
+    joins.wait(1)  # the second caller joined the flight before it ends
     release.set()
-    first.join(10)
-    second.join(10)
+    first.join(WAIT)
+    second.join(WAIT)
     assert runs == [1]  # one run, whose error both callers saw
     assert [str(e) for e in errors] == ["boom", "boom"]
+    assert (errors[0] is errors[1]) is not copied
+    assert not flight.in_flight  # a failed run does not block the next

@@ -254,8 +254,47 @@ def test_yaml_error_does_not_quote_the_line_holding_a_hash(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as caught:
         load_web_config(path)
     assert caught.value.key == "web.config.file"
-    assert "line" in caught.value.message
+    assert caught.value.message.startswith(f"{path}:4:1: invalid YAML")  # where, as in the main config
     assert HASH[7:] not in str(caught.value)
+
+
+UNKNOWN_KEYS: list[tuple[str, str, str]] = [
+    # (YAML, expected key, expected message): the same "did you mean" as the main configuration
+    ("tls_server_confg: {}\n", "tls_server_confg", "unknown key; did you mean 'tls_server_config'?"),
+    ("basic_auth_user: {}\n", "basic_auth_user", "unknown key; did you mean 'basic_auth_users'?"),
+    (
+        "tls_server_config: {certfile: x}\n",
+        "tls_server_config.certfile",
+        "unknown key; did you mean 'cert_file'?",
+    ),
+    (
+        "tls_server_config: {Min_Version: TLS12}\n",
+        "tls_server_config.Min_Version",
+        "unknown key; did you mean 'min_version'?",
+    ),
+    (
+        "http_server_config: {http_2: true}\n",
+        "http_server_config.http_2",
+        "unknown key; did you mean 'http2'?",
+    ),
+    (
+        "http_server_config: {headers: {X-Frame-Option: deny}}\n",
+        "http_server_config.headers.X-Frame-Option",
+        "unknown key; did you mean 'X-Frame-Options'?",
+    ),
+    (
+        "colour: blue\n",
+        "colour",
+        "unknown key; allowed keys: tls_server_config, http_server_config, basic_auth_users, rate_limit",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "message"), UNKNOWN_KEYS, ids=[k for _, k, _ in UNKNOWN_KEYS])
+def test_unknown_keys_get_a_did_you_mean(tmp_path: Path, text: str, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(write(tmp_path, text))
+    assert (caught.value.key, caught.value.message) == (key, message)
 
 
 def test_empty_file_is_plain_http_without_auth(tmp_path: Path) -> None:

@@ -28,10 +28,11 @@ from requests.auth import AuthBase
 
 from cdm_exporter import __version__
 from cdm_exporter.api.errors import CdmError, MalformedResponse, TimeoutError_, TransportError
-from cdm_exporter.api.responses import IAM_ENDPOINT, error_for, success_json
+from cdm_exporter.api.responses import error_for, success_json
 from cdm_exporter.api.secret import Secret
 from cdm_exporter.api.signer import sign
 from cdm_exporter.api.transport import Deadline, Observer, new_session, send
+from cdm_exporter.singleflight import FlightTimeout, SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -132,23 +133,15 @@ class TokenAuth(CdmAuth):
         return (self._token.reveal(),)
 
 
-class _Flight:
-    """One IAM token request in progress; concurrent callers wait for it instead of starting their own."""
-
-    __slots__ = ("done", "error", "token")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.token: Secret | None = None
-        self.error: CdmError | None = None
-
-
-def _copy_error(error: CdmError) -> CdmError:
-    # Each waiting thread raises its own instance: one instance raised in several threads
-    # would have its __traceback__ rewritten concurrently.
-    return type(error)(
-        error.endpoint, error.message, status=error.status, code=error.code, request_id=error.request_id
-    )
+def _waiter_error(error: BaseException) -> CdmError:
+    """What a caller that waited for another's token request raises when that request failed:
+    its own copy of the error (one instance raised in several threads would have its
+    ``__traceback__`` rewritten concurrently), and a transport error for anything not typed."""
+    if isinstance(error, CdmError):
+        return type(error)(
+            error.endpoint, error.message, status=error.status, code=error.code, request_id=error.request_id
+        )
+    return TransportError("iam_token", "token request failed")
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -212,7 +205,7 @@ class PasswordAuth(CdmAuth):
         self._token: Secret | None = None
         self._refresh_at = 0.0
         self._expires_at = 0.0
-        self._flight: _Flight | None = None
+        self._renewal: SingleFlight[Secret] = SingleFlight(waiter_error=_waiter_error)
 
     @property
     def identity(self) -> str:
@@ -259,41 +252,25 @@ class PasswordAuth(CdmAuth):
             now = self._clock()
             if self._token is not None and now < self._refresh_at:
                 return self._token.reveal()
-            flight = self._flight
-            if flight is not None and self._token is not None and now < self._expires_at:
+            if self._renewal.in_flight and self._token is not None and now < self._expires_at:
                 # Another thread is renewing early; the current token is still good meanwhile.
                 return self._token.reveal()
-            leader = flight is None
-            if flight is None:
-                flight = self._flight = _Flight()
-        if leader:
-            return self._lead(flight, deadline)
         remaining = deadline.remaining() if deadline is not None else None
-        if not flight.done.wait(None if remaining is None else max(0.0, remaining)):
-            raise TimeoutError_(IAM_ENDPOINT, "call deadline exceeded while waiting for a token request")
-        if flight.error is not None:
-            raise _copy_error(flight.error)
-        assert flight.token is not None
-        return flight.token.reveal()
-
-    def _lead(self, flight: _Flight, deadline: Deadline | None) -> str:
         try:
-            token, refresh_at, expires_at = self._fetch(deadline or Deadline(None))
-        except CdmError as exc:
-            flight.error = exc
-            raise
-        except BaseException:
-            flight.error = TransportError(IAM_ENDPOINT, "token request failed")
-            raise
-        else:
-            flight.token = token
-            with self._lock:
-                self._token, self._refresh_at, self._expires_at = token, refresh_at, expires_at
-            return token.reveal()
-        finally:
-            with self._lock:
-                self._flight = None
-            flight.done.set()
+            return self._renewal.do(lambda: self._renew(deadline), remaining).reveal()
+        except FlightTimeout:
+            raise TimeoutError_(
+                "iam_token", "call deadline exceeded while waiting for a token request"
+            ) from None
+
+    def _renew(self, deadline: Deadline | None) -> Secret:
+        with self._lock:
+            if self._token is not None and self._clock() < self._refresh_at:
+                return self._token  # renewed by a request that ended since token() looked
+        token, refresh_at, expires_at = self._fetch(deadline or Deadline(None))
+        with self._lock:
+            self._token, self._refresh_at, self._expires_at = token, refresh_at, expires_at
+        return token
 
     def _body(self) -> bytes:
         return json.dumps(
@@ -321,7 +298,7 @@ class PasswordAuth(CdmAuth):
         if self._session is None:  # used without a client: own a session
             self._session = new_session(pool_size=1, verify=True, user_agent=f"cdm-exporter/{__version__}")
         session = self._session
-        timeout = deadline.timeouts(IAM_ENDPOINT, self._connect_timeout or 3.05, self._read_timeout or 10.0)
+        timeout = deadline.timeouts("iam_token", self._connect_timeout or 3.05, self._read_timeout or 10.0)
         prepared = session.prepare_request(
             requests.Request(
                 "POST",
@@ -334,23 +311,23 @@ class PasswordAuth(CdmAuth):
         raw = send(
             session,
             prepared,
-            endpoint=IAM_ENDPOINT,
+            endpoint="iam_token",
             timeout=timeout,
             deadline=deadline,
             observer=self._observer,
         )
         if raw.status not in (200, 201):
-            raise error_for(IAM_ENDPOINT, raw, self.redact)
+            raise error_for("iam_token", raw, self.redact)
         value = raw.headers.get("X-Subject-Token", "").strip()
         if not value or any(ch in value for ch in "\r\n\0"):
             raise MalformedResponse(
-                IAM_ENDPOINT,
+                "iam_token",
                 "no X-Subject-Token in the token response",
                 status=raw.status,
                 request_id=raw.request_id,
             )
         token = _secret(value, "token")
-        payload = success_json(IAM_ENDPOINT, raw)
+        payload = success_json("iam_token", raw)
         body = payload.get("token") if isinstance(payload, dict) else None
         body = body if isinstance(body, dict) else {}
         expires, issued = _parse_time(body.get("expires_at")), _parse_time(body.get("issued_at"))

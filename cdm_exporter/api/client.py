@@ -1,4 +1,4 @@
-"""CDM API client: the four read calls the exporter needs, with paging and typed errors.
+"""CDM API client: the four read calls the exporter needs, with typed errors.
 
 One :class:`CdmClient` per target (project and endpoint). It owns one ``requests.Session``
 whose pool is sized to the caller's concurrency, never retries behind the caller's back (a 429
@@ -6,8 +6,9 @@ must reach the poller), never follows redirects, verifies TLS by default and rea
 32 MiB of any body. The only retry is the one a 401 earns when the credential can be renewed
 (IAM password): the token is invalidated and that one request is sent again once.
 
-Every method takes ``timeout=``: an overall budget in seconds for the whole call (all pages,
-a token fetch and the 401 retry included), so the poller can keep a scrape inside its deadline.
+Every method takes ``timeout=``: an overall budget in seconds for the whole call (a token
+fetch and the 401 retry included), so the poller can keep a scrape inside its deadline. The job
+list is read one page per call; :mod:`cdm_exporter.api.paging` says which page comes next.
 The connect/read timeouts still apply to each HTTP request, cut to what is left of the budget.
 
 Path parameters are percent-encoded as single path segments (:func:`path_segment`), and the
@@ -35,18 +36,20 @@ import requests
 
 from cdm_exporter import __version__
 from cdm_exporter.api.auth import CdmAuth
+from cdm_exporter.api.endpoints import Endpoint
 from cdm_exporter.api.errors import MalformedResponse
 from cdm_exporter.api.models import (
-    JOB_TYPES,
     Cluster,
     JobPage,
-    JobSummary,
     ShapeError,
     Submission,
+    SubmissionPage,
     parse_clusters,
     parse_job_page,
+    parse_submission_page,
     parse_submissions,
 )
+from cdm_exporter.api.paging import JOB_PAGE_SIZE
 from cdm_exporter.api.responses import error_for, success_json
 from cdm_exporter.api.transport import (
     DEFAULT_MAX_BODY_BYTES,
@@ -59,22 +62,13 @@ from cdm_exporter.api.transport import (
 
 log = logging.getLogger(__name__)
 
-LIST_CLUSTERS = "list_clusters"
-LIST_JOBS = "list_jobs"
-JOB_STATUS = "job_status"
-SUBMISSIONS = "submissions"
-
-#: Largest page the API accepts (ShowJobs ``page_size`` is 10..100).
-JOB_PAGE_SIZE = 100
 #: Documented default page size of ShowSubmissions; not sent when asked for (see ``submissions``).
 SUBMISSIONS_DEFAULT_PAGE_SIZE = 10
-#: 1000 pages of 100 = 100 000 jobs in one cluster and type, far beyond what CDM is used for.
-DEFAULT_MAX_PAGES = 1000
 
 T = TypeVar("T")
 
 
-def path_segment(value: str, endpoint: str) -> str:
+def path_segment(value: str, endpoint: Endpoint) -> str:
     """Percent-encode ``value`` as exactly one path segment.
 
     ``quote(value, safe="")`` leaves only ``A-Z a-z 0-9 - _ . ~`` unencoded, so ``/ ? # %``,
@@ -112,7 +106,6 @@ class CdmClient:
         pool_size: int = 8,
         observer: Observer | None = None,
         user_agent: str = f"cdm-exporter/{__version__}",
-        max_pages: int = DEFAULT_MAX_PAGES,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         """``verify``: True (system/certifi CAs), False, or the path of a CA bundle.
@@ -123,14 +116,14 @@ class CdmClient:
         if not endpoint.startswith(("https://", "http://")):
             raise ValueError("endpoint must start with https:// or http://")
         try:
-            project = path_segment(project_id, "project_id")
+            # the endpoint would only name a MalformedResponse, which is a ValueError here
+            project = path_segment(project_id, "list_clusters")
         except MalformedResponse:
             raise ValueError("project_id is not encodable as UTF-8") from None
         self._base = f"{endpoint.rstrip('/')}/v1.1/{project}"
         self._auth = auth
         self._timeouts = (connect_timeout, read_timeout)
         self._observer = observer
-        self._max_pages = max_pages
         self._max_body_bytes = max_body_bytes
         self._session = new_session(pool_size=pool_size, verify=verify, user_agent=user_agent)
         # Content-Type is a documented common header, and the SDK signs it on every request.
@@ -144,7 +137,7 @@ class CdmClient:
         """The credential's non-secret identity (groups API budgets per credential)."""
         return self._auth.identity
 
-    def _cluster_url(self, cluster_id: str, endpoint: str) -> str:
+    def _cluster_url(self, cluster_id: str, endpoint: Endpoint) -> str:
         return f"{self._base}/clusters/{path_segment(cluster_id, endpoint)}"
 
     def _prepare(self, url: str) -> requests.PreparedRequest:
@@ -152,7 +145,7 @@ class CdmClient:
         prepared.url = url  # undo requests' re-normalisation: what we sign is what we send
         return prepared
 
-    def _get(self, endpoint: str, url: str, deadline: Deadline) -> tuple[Any, RawResponse]:
+    def _get(self, endpoint: Endpoint, url: str, deadline: Deadline) -> tuple[Any, RawResponse]:
         """GET a JSON document; one retry after a 401 when the credential can be renewed."""
         for attempt in (1, 2):
             prepared = self._prepare(url)
@@ -176,7 +169,7 @@ class CdmClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
-    def _parse(endpoint: str, raw: RawResponse, payload: Any, key: str, parse: Callable[[Any], T]) -> T:
+    def _parse(endpoint: Endpoint, raw: RawResponse, payload: Any, key: str, parse: Callable[[Any], T]) -> T:
         """Parse a payload; a wrong overall shape, or a list of records none of which is
         usable, is a :class:`MalformedResponse` (an empty result would read as "no clusters",
         "no jobs" or "never ran" and make the caller drop what it knows)."""
@@ -186,7 +179,13 @@ class CdmClient:
             raise MalformedResponse(
                 endpoint, str(exc), status=raw.status, request_id=raw.request_id
             ) from None
-        records = result.jobs if isinstance(result, JobPage) else result
+        records = (
+            result.jobs
+            if isinstance(result, JobPage)
+            else result.runs
+            if isinstance(result, SubmissionPage)
+            else result
+        )
         sent = payload.get(key) if isinstance(payload, dict) else None
         if isinstance(sent, list) and sent and isinstance(records, list | tuple) and not records:
             raise MalformedResponse(
@@ -201,25 +200,8 @@ class CdmClient:
 
     def list_clusters(self, *, timeout: float | None = None) -> list[Cluster]:
         """ListClusters: every cluster of the project."""
-        payload, raw = self._get(LIST_CLUSTERS, f"{self._base}/clusters", Deadline(timeout))
-        return self._parse(LIST_CLUSTERS, raw, payload, "clusters", parse_clusters)
-
-    def list_jobs(
-        self,
-        cluster_id: str,
-        job_type: str = "NORMAL_JOB",
-        *,
-        timeout: float | None = None,
-        page_size: int = JOB_PAGE_SIZE,
-    ) -> list[JobSummary]:
-        """ShowJobs ``job/all`` for one job type, every page.
-
-        Stops at an empty page, at a short page when ``total`` is unknown, or once ``total``
-        entries were seen. A server that ignores ``page_no`` (same page again) or never stops
-        gives :class:`MalformedResponse` rather than an incomplete list, since the poller would
-        take missing jobs for deleted ones. Entries without ``job_type`` get ``job_type``.
-        """
-        return self._list_jobs(cluster_id, job_type, Deadline(timeout), page_size)
+        payload, raw = self._get("list_clusters", f"{self._base}/clusters", Deadline(timeout))
+        return self._parse("list_clusters", raw, payload, "clusters", parse_clusters)
 
     def list_jobs_page(
         self,
@@ -230,84 +212,33 @@ class CdmClient:
         *,
         timeout: float | None = None,
     ) -> JobPage:
-        """One page of ShowJobs ``job/all`` (for a caller that pages within its own budget).
+        """One page of ShowJobs ``job/all`` for one job type (the API lists one type per query).
 
-        Entries without ``job_type`` get the queried ``job_type``.
+        Reading a whole list is the caller's, page by page under the one paging rule
+        (:class:`~cdm_exporter.api.paging.JobListPaging`), so that it can spread the pages over
+        its budget. Entries without ``job_type`` get the queried ``job_type``.
         """
-        return self._jobs_page(cluster_id, job_type, page_no, page_size, Deadline(timeout))[0]
-
-    def _jobs_page(
-        self, cluster_id: str, job_type: str, page_no: int, page_size: int, deadline: Deadline
-    ) -> tuple[JobPage, RawResponse]:
         if page_no < 1 or page_size < 1:
             raise ValueError("page_no and page_size start at 1")
         query = query_string(
             [("jobType", job_type), ("page_no", str(page_no)), ("page_size", str(page_size))]
         )
-        url = f"{self._cluster_url(cluster_id, LIST_JOBS)}/cdm/job/all?{query}"
-        payload, raw = self._get(LIST_JOBS, url, deadline)
-        page = self._parse(LIST_JOBS, raw, payload, "jobs", parse_job_page)
+        url = f"{self._cluster_url(cluster_id, 'list_jobs')}/cdm/job/all?{query}"
+        payload, raw = self._get("list_jobs", url, Deadline(timeout))
+        page = self._parse("list_jobs", raw, payload, "jobs", parse_job_page)
         if any(job.job_type is None for job in page.jobs):
             jobs = tuple(
                 job if job.job_type else dataclasses.replace(job, job_type=job_type) for job in page.jobs
             )
             page = dataclasses.replace(page, jobs=jobs)
-        return page, raw
-
-    def _list_jobs(
-        self, cluster_id: str, job_type: str, deadline: Deadline, page_size: int
-    ) -> list[JobSummary]:
-        jobs: dict[str, JobSummary] = {}
-        seen = 0
-        previous: tuple[str, ...] | None = None
-        for page_no in range(1, self._max_pages + 1):
-            page, raw = self._jobs_page(cluster_id, job_type, page_no, page_size, deadline)
-            entries = len(page.jobs) + page.dropped
-            names = tuple(job.name for job in page.jobs)
-            if entries == 0:
-                return list(jobs.values())
-            if names and names == previous:
-                raise MalformedResponse(
-                    LIST_JOBS,
-                    f"page {page_no} repeats the previous page (paging ignored?)",
-                    status=raw.status,
-                    request_id=raw.request_id,
-                )
-            previous = names
-            seen += entries
-            for job in page.jobs:
-                # first one wins: a job can shift onto the next page while we page
-                jobs.setdefault(job.name, job)
-            total = page.total if page.total else None  # 0 is what single-job answers carry
-            if total is not None:
-                if seen >= total:
-                    return list(jobs.values())
-            elif entries < (page.page_size or page_size):
-                return list(jobs.values())
-        raise MalformedResponse(LIST_JOBS, f"more than {self._max_pages} pages of jobs")
-
-    def list_all_jobs(
-        self, cluster_id: str, job_types: Sequence[str] = JOB_TYPES, *, timeout: float | None = None
-    ) -> list[JobSummary]:
-        """Jobs of every type in ``job_types`` (the API lists one type per query).
-
-        A name seen under several types is kept once (names are unique in a cluster; a server
-        that ignores ``jobType`` would otherwise list each job once per type).
-        """
-        deadline = Deadline(timeout)
-        jobs: dict[str, JobSummary] = {}
-        for job_type in job_types:
-            for job in self._list_jobs(cluster_id, job_type, deadline, JOB_PAGE_SIZE):
-                jobs.setdefault(job.name, job)
-        return list(jobs.values())
+        return page
 
     def job_status(self, cluster_id: str, job_name: str, *, timeout: float | None = None) -> list[Submission]:
         """ShowJobStatus: the job's current run(s)."""
-        url = (
-            f"{self._cluster_url(cluster_id, JOB_STATUS)}/cdm/job/{path_segment(job_name, JOB_STATUS)}/status"
-        )
-        payload, raw = self._get(JOB_STATUS, url, Deadline(timeout))
-        return self._parse(JOB_STATUS, raw, payload, "submissions", parse_submissions)
+        job = path_segment(job_name, "job_status")
+        url = f"{self._cluster_url(cluster_id, 'job_status')}/cdm/job/{job}/status"
+        payload, raw = self._get("job_status", url, Deadline(timeout))
+        return self._parse("job_status", raw, payload, "submissions", parse_submissions)
 
     def submissions(
         self,
@@ -323,17 +254,40 @@ class CdmClient:
         from the documented default of 10.
         """
         if not job_name:
-            raise ValueError(f"{SUBMISSIONS}: an empty job name")
+            raise ValueError("submissions: an empty job name")
         params = [("jname", job_name)]
         if page_size != SUBMISSIONS_DEFAULT_PAGE_SIZE:
             params += [("page_no", "1"), ("page_size", str(page_size))]
         try:
             query = query_string(params)
         except UnicodeEncodeError:
-            raise MalformedResponse(SUBMISSIONS, "name is not encodable as UTF-8") from None
-        url = f"{self._cluster_url(cluster_id, SUBMISSIONS)}/cdm/submissions?{query}"
-        payload, raw = self._get(SUBMISSIONS, url, Deadline(timeout))
-        return self._parse(SUBMISSIONS, raw, payload, "submissions", parse_submissions)
+            raise MalformedResponse("submissions", "name is not encodable as UTF-8") from None
+        url = f"{self._cluster_url(cluster_id, 'submissions')}/cdm/submissions?{query}"
+        payload, raw = self._get("submissions", url, Deadline(timeout))
+        return self._parse("submissions", raw, payload, "submissions", parse_submissions)
+
+    def submissions_page(
+        self, cluster_id: str, job_name: str, page_no: int = 1, *, timeout: float | None = None
+    ) -> SubmissionPage:
+        """One page of ShowSubmissions, the job's run history, with its paging keys.
+
+        Page 1 is asked with ``jname`` alone (the only documented parameter); a further page
+        names ``page_no`` and the documented default ``page_size`` of 10, so the pages line up.
+        """
+        if not job_name:
+            raise ValueError("submissions: an empty job name")
+        if page_no < 1:
+            raise ValueError("page_no starts at 1")
+        params = [("jname", job_name)]
+        if page_no > 1:
+            params += [("page_no", str(page_no)), ("page_size", str(SUBMISSIONS_DEFAULT_PAGE_SIZE))]
+        try:
+            query = query_string(params)
+        except UnicodeEncodeError:
+            raise MalformedResponse("submissions", "name is not encodable as UTF-8") from None
+        url = f"{self._cluster_url(cluster_id, 'submissions')}/cdm/submissions?{query}"
+        payload, raw = self._get("submissions", url, Deadline(timeout))
+        return self._parse("submissions", raw, payload, "submissions", parse_submission_page)
 
     def close(self) -> None:
         """Close pooled connections. The client must not be used afterwards."""

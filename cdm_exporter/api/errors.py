@@ -1,12 +1,14 @@
 """Typed errors of the CDM/IAM client.
 
 Every failure of a call to the API surfaces as one of these, carrying the endpoint
-(``iam_token``, ``list_clusters``, ``list_jobs``, ``job_status``, ``submissions``), the HTTP
-status and the API error code when there is one. Messages are built from the API's own
-error text and never include a request header, so no secret can reach them.
+(:data:`~cdm_exporter.api.endpoints.Endpoint`), the HTTP status and the API error code when
+there is one. Messages are built from the API's own error text and never include a request
+header, so no secret can reach them.
 """
 
 from __future__ import annotations
+
+from cdm_exporter.api.endpoints import Endpoint
 
 
 class CdmError(Exception):
@@ -17,7 +19,7 @@ class CdmError(Exception):
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: Endpoint,
         message: str,
         *,
         status: int | None = None,
@@ -32,7 +34,7 @@ class CdmError(Exception):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        parts = [self.endpoint]
+        parts: list[str] = [self.endpoint]
         if self.status is not None:
             parts.append(f"HTTP {self.status}")
         if self.code:
@@ -86,7 +88,7 @@ class RateLimited(ApiError):
 
 
 class NotFound(ApiError):
-    """The job or cluster does not exist (``Cdm.0100``/``Cdm.0054`` on HTTP 400, or 404)."""
+    """The job or cluster does not exist (``Cdm.0100``/``Cdm.0054`` on a 4xx or 5xx, or 404)."""
 
     kind = "not_found"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
+from typing import Final
 
 import requests
 
@@ -31,7 +32,7 @@ from cdm_exporter.api.transport import DEFAULT_MAX_BODY_BYTES, Deadline, Observe
 log = logging.getLogger(__name__)
 
 #: the endpoint name in telemetry and errors
-IAM_PROJECTS = "iam_projects"
+IAM_PROJECTS: Final = "iam_projects"
 
 
 class IamProjectsClient:

@@ -34,6 +34,24 @@ JOB_STATUSES: tuple[str, ...] = (
 ACTIVE_STATUSES = frozenset({"BOOTING", "RUNNING", "PENDING"})
 #: Statuses that mean the latest run failed.
 FAILED_STATUSES = frozenset({"FAILED", "FAILURE_ON_SUBMIT"})
+#: Statuses of a run that is over (or never was): its ``progress`` says nothing any more. CDM
+#: leaves 0 there for a SUCCEEDED run (OTC "example of using the migration APIs") and -1 for a
+#: failed one. STOPPED and NEW come from the console's vocabulary, UNKNOWN is Sqoop2's lost run.
+ENDED_STATUSES = frozenset(
+    {"SUCCEEDED", "FAILED", "FAILURE_ON_SUBMIT", "STOPPED", "UNKNOWN", "NEVER_EXECUTED", "NEW"}
+)
+#: What a job-list ``status`` stands for in ShowJobStatus terms. The list speaks the console's
+#: language (New, Pending, Booting, Running, Failed, Succeeded, Stopped): NEW for a job that never
+#: ran, FAILED for FAILURE_ON_SUBMIT too, PENDING while the run may already be BOOTING (pending
+#: comes first in a run's life, so a run that says BOOTING is the newer news), and STOPPED for a
+#: run that a user stopped, which the run itself may report as FAILED or UNKNOWN (Sqoop2 has no
+#: STOPPED). A status not in this table stands only for itself.
+LIST_STATUS_MEANS: dict[str, frozenset[str]] = {
+    "NEW": frozenset({"NEW", "NEVER_EXECUTED"}),
+    "PENDING": frozenset({"PENDING", "BOOTING"}),
+    "FAILED": frozenset({"FAILED", "FAILURE_ON_SUBMIT"}),
+    "STOPPED": frozenset({"STOPPED", "FAILED", "UNKNOWN"}),
+}
 
 #: ListClusters ``status`` codes and the label value each is exported as.
 CLUSTER_STATUSES: dict[str, str] = {
@@ -145,6 +163,14 @@ def as_bool(value: Any) -> bool | None:
     return None
 
 
+def as_count(value: Any) -> int | None:
+    """A run counter (rows, bytes, files); ``None`` for a negative one. CDM sends -1 for a
+    counter that does not apply (ROWS_READ of a file job, BYTES_READ of a table job): that is no
+    value, and a negative count would be a lie on a dashboard."""
+    number = as_int(value)
+    return number if number is not None and number >= 0 else None
+
+
 def ms_to_seconds(value: Any) -> float | None:
     """Epoch milliseconds (number or numeric string) to epoch seconds."""
     millis = as_float(value)
@@ -159,6 +185,29 @@ def as_progress(value: Any) -> float | None:
     if number is None or number < 0:
         return None
     return min(number, 100.0)
+
+
+def list_status_agrees(list_status: str | None, run_status: str | None) -> bool:
+    """Whether a job-list status can describe a run in ``run_status`` (:data:`LIST_STATUS_MEANS`);
+    an absent list status contradicts nothing. Case-insensitive: the console writes ``Pending``."""
+    if list_status is None:
+        return True
+    said = list_status.upper()
+    return (run_status or "").upper() in LIST_STATUS_MEANS.get(said, frozenset({said}))
+
+
+def agreed_status(list_status: str | None, run_status: str | None) -> str | None:
+    """The status of a run its list entry agrees with: the run's own, except that a list's
+    STOPPED wins over the FAILED or UNKNOWN of the run (Sqoop2 reports a killed run as FAILED;
+    a run a user stopped is no failure to alert on)."""
+    if (
+        list_status is not None
+        and list_status.upper() == "STOPPED"
+        and (run_status or "").upper() != "STOPPED"
+        and list_status_agrees(list_status, run_status)
+    ):
+        return list_status
+    return run_status
 
 
 # --- records ---------------------------------------------------------------------------------
@@ -256,6 +305,34 @@ class Submission:
     error_summary: str | None = None
     error_details: str | None = None
 
+    @property
+    def end_date(self) -> float | None:
+        """When a finished run ended: its last update, else when it executed, else when it was
+        created (the dates a run is sure to carry differ between API versions)."""
+        return self.last_update_date or self.execute_date or self.creation_date
+
+    @property
+    def progress_ratio(self) -> float | None:
+        """Progress as exported, 0..1: the API's value while the run is active (or in a status
+        we do not know); 1 once it SUCCEEDED, whatever the API left there (it sends 0); none for
+        any other ended run (FAILED, STOPPED, ...), whose progress says nothing."""
+        if self.status == "SUCCEEDED":
+            return 1.0
+        if self.status in ENDED_STATUSES or self.progress is None:
+            return None
+        return self.progress / 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionPage:
+    """One page of a job's run history (ShowSubmissions)."""
+
+    runs: tuple[Submission, ...]
+    total: int | None
+    page_no: int | None
+    page_size: int | None
+    dropped: int = 0  # entries that were not objects or had no job name
+
 
 @dataclass(frozen=True, slots=True)
 class JobPage:
@@ -337,12 +414,12 @@ def _job_summary(raw: Mapping[str, Any]) -> JobSummary | None:
         execute_update_date=ms_to_seconds(raw.get("execute_update_date")),
         external_id=as_str(raw.get("external_id")),
         is_incremental=as_bool(raw.get("is_incre_job")),
-        rows_read=as_int(raw.get("rows_read")),
-        rows_written=as_int(raw.get("rows_written")),
-        bytes_read=as_int(raw.get("bytes_read")),
-        bytes_written=as_int(raw.get("bytes_written")),
-        files_read=as_int(raw.get("files_read")),
-        files_written=as_int(raw.get("files_written")),
+        rows_read=as_count(raw.get("rows_read")),
+        rows_written=as_count(raw.get("rows_written")),
+        bytes_read=as_count(raw.get("bytes_read")),
+        bytes_written=as_count(raw.get("bytes_written")),
+        files_read=as_count(raw.get("files_read")),
+        files_written=as_count(raw.get("files_written")),
     )
 
 
@@ -365,7 +442,7 @@ def _counters(raw: Any) -> Counters | None:
     inner = raw.get(COUNTERS_KEY)
     if not isinstance(inner, Mapping):
         return None
-    values = {f.name: as_int(inner.get(f.name.upper())) for f in fields(Counters)}
+    values = {f.name: as_count(inner.get(f.name.upper())) for f in fields(Counters)}
     return Counters(**values)
 
 
@@ -392,9 +469,9 @@ def _submission(raw: Mapping[str, Any]) -> Submission | None:
         is_stopping_increment=as_str(raw.get("isStopingIncrement")),
         is_execute_auto=as_bool(raw.get("is-execute-auto")),
         is_delete_job=as_bool(raw.get("isDeleteJob")),
-        write_rows=as_int(raw.get("write_rows")),
-        update_rows=as_int(raw.get("update_rows")),
-        delete_rows=as_int(raw.get("delete_rows")),
+        write_rows=as_count(raw.get("write_rows")),
+        update_rows=as_count(raw.get("update_rows")),
+        delete_rows=as_count(raw.get("delete_rows")),
         counters=_counters(raw.get("counters")),
         error_summary=as_str(raw.get("error-summary")),
         error_details=as_str(raw.get("error-details")),
@@ -404,6 +481,19 @@ def _submission(raw: Mapping[str, Any]) -> Submission | None:
 def parse_submissions(payload: Any) -> list[Submission]:
     """ShowJobStatus and ShowSubmissions: ``{"submissions": [...]}`` (history adds paging keys)."""
     return _parse_each(_record_list(payload, "submissions"), _submission)[0]
+
+
+def parse_submission_page(payload: Any) -> SubmissionPage:
+    """ShowSubmissions with its paging keys: ``{"submissions", "total", "page_no", "page_size"}``."""
+    runs, dropped = _parse_each(_record_list(payload, "submissions"), _submission)
+    assert isinstance(payload, Mapping)  # checked by _record_list
+    return SubmissionPage(
+        runs=tuple(runs),
+        total=as_int(payload.get("total")),
+        page_no=as_int(payload.get("page_no")),
+        page_size=as_int(payload.get("page_size")),
+        dropped=dropped,
+    )
 
 
 def latest(submissions: list[Submission]) -> Submission | None:

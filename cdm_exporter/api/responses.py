@@ -3,14 +3,21 @@
 Error bodies come in several shapes and all are read:
 
 * CDM: ``{"errCode": "Cdm.0100", "externalMessage": "..."}``, nearly always on HTTP 400;
+* CDM with four keys, ``{"code", "errCode", "message", "externalMessage"}``, whose two codes may
+  even differ (OTC ModifyJob example: ``Cdm.0095`` next to ``Cdm.00095``);
 * API gateway / generic Huawei: ``{"error_code": "APIGW.0301", "error_msg": "...", "request_id": ...}``;
 * ``{"errorCode", "errorMsg"}`` and ``{"code", "message"}`` (the SDK's parser knows these too);
 * IAM (Keystone style): ``{"error": {"code": 401, "message": "...", "title": "Unauthorized"}}``.
 
+The code shown is the first of ``errCode``, ``error_code``, ``errorCode``, ``code``; the message
+the first of ``externalMessage``, ``error_msg``, ``errorMsg``, ``message``, each found on its own
+(a body with ``errCode`` and only ``message`` still has both). Every code in the body counts for
+the mapping below. Logs and ``check`` both show the resulting error's code and message.
+
 Mapping (first match wins):
 
 ===========================================  ==================
-``Cdm.0100`` / ``Cdm.0054`` (any 4xx)         ``NotFound``
+``Cdm.0100`` / ``Cdm.0054`` (4xx or 5xx)      ``NotFound``
 ``Cdm.0032`` (any 4xx)                        ``AuthError``
 ``APIGW.0308`` / ``APIG.0308`` or HTTP 429    ``RateLimited``
 HTTP 401, 403, ``APIGW.0301``                 ``AuthError``
@@ -30,6 +37,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cdm_exporter.api.endpoints import Endpoint
 from cdm_exporter.api.errors import (
     ApiError,
     AuthError,
@@ -42,17 +50,13 @@ from cdm_exporter.api.errors import (
 from cdm_exporter.api.transport import RawResponse
 
 MAX_MESSAGE_CHARS = 200
-IAM_ENDPOINT = "iam_token"
 
 _NOT_FOUND_CODES = frozenset({"CDM.0100", "CDM.0054"})
 _AUTH_CODES = frozenset({"CDM.0032", "APIGW.0301", "APIG.0301"})
 _THROTTLE_CODES = frozenset({"APIGW.0308", "APIG.0308"})
-_CODE_KEYS = (
-    ("errCode", "externalMessage"),
-    ("error_code", "error_msg"),
-    ("errorCode", "errorMsg"),
-    ("code", "message"),
-)
+#: Where each body shape keeps its code and its message, CDM's own keys first.
+_CODE_KEYS = ("errCode", "error_code", "errorCode", "code")
+_MESSAGE_KEYS = ("externalMessage", "error_msg", "errorMsg", "message")
 
 Redactor = Callable[[str], str]
 
@@ -75,15 +79,29 @@ def _text(value: Any) -> str | None:
     return None
 
 
+def _first(payload: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    return next((text for text in (_text(payload.get(key)) for key in keys) if text), None)
+
+
+def error_codes(payload: Any) -> tuple[str, ...]:
+    """Every error code in a body (top level and one level under ``error``), in key order."""
+    if not isinstance(payload, Mapping):
+        return ()
+    found = [text for text in (_text(payload.get(key)) for key in _CODE_KEYS) if text]
+    nested = payload.get("error")
+    if isinstance(nested, Mapping):
+        found += [text for text in (_text(nested.get(key)) for key in _CODE_KEYS) if text]
+    return tuple(dict.fromkeys(found))
+
+
 def error_fields(payload: Any) -> tuple[str | None, str | None, str | None]:
     """``(code, message, request_id)`` from any known error body shape, nested one level too."""
     if not isinstance(payload, Mapping):
         return None, None, None
     request_id = _text(payload.get("request_id"))
-    for code_key, message_key in _CODE_KEYS:
-        code, message = _text(payload.get(code_key)), _text(payload.get(message_key))
-        if code or message:
-            return code, message, request_id
+    code, message = _first(payload, _CODE_KEYS), _first(payload, _MESSAGE_KEYS)
+    if code or message:
+        return code, message, request_id
     nested = payload.get("error")
     if isinstance(nested, Mapping):
         code, message, inner_id = error_fields(nested)
@@ -107,7 +125,7 @@ def load_json(raw: RawResponse) -> Any:
         return None
 
 
-def success_json(endpoint: str, raw: RawResponse) -> Any:
+def success_json(endpoint: Endpoint, raw: RawResponse) -> Any:
     """The JSON document of a 2xx answer, or :class:`MalformedResponse`."""
 
     def malformed(message: str) -> MalformedResponse:
@@ -130,26 +148,28 @@ def success_json(endpoint: str, raw: RawResponse) -> Any:
         raise malformed("invalid JSON") from None
 
 
-def error_for(endpoint: str, raw: RawResponse, redact: Redactor = _identity) -> CdmError:
+def error_for(endpoint: Endpoint, raw: RawResponse, redact: Redactor = _identity) -> CdmError:
     """The typed error for a non-2xx answer."""
     status = raw.status
-    code, message, body_request_id = error_fields(load_json(raw))
+    payload = load_json(raw)
+    code, message, body_request_id = error_fields(payload)
     request_id = raw.request_id or body_request_id
     request_id = clean(request_id, redact, 80) if request_id else None
-    upper = (code or "").upper()
+    codes = {found.upper() for found in error_codes(payload)}
     text = clean(message, redact) if message else f"HTTP {status}"
     cls: type[ApiError]
-    if upper in _NOT_FOUND_CODES and 400 <= status < 500:
+    # "Job does not exist" is not found whatever the status: DeleteJob documents Cdm.0100 on a 500.
+    if codes & _NOT_FOUND_CODES and 400 <= status < 600:
         cls = NotFound
-    elif upper in _THROTTLE_CODES or status == 429:
+    elif codes & _THROTTLE_CODES or status == 429:
         cls = RateLimited
-    elif upper in _AUTH_CODES or status in (401, 403):
+    elif codes & _AUTH_CODES or status in (401, 403):
         cls = AuthError
     elif status == 404:
         cls = NotFound
     elif status >= 500:
         cls = ServerError
-    elif endpoint == IAM_ENDPOINT and 400 <= status < 500:
+    elif endpoint == "iam_token" and 400 <= status < 500:
         cls = AuthError  # IAM answers 400 for a malformed or unscoped credential request
     else:
         cls = ApiError

@@ -2,7 +2,9 @@
 
 Shared by :mod:`cdm_exporter.api.client` and :mod:`cdm_exporter.api.auth` (the IAM token call), so that
 every HTTP call, IAM included, is observed the same way and fails with the same typed errors.
-Nothing here knows about Prometheus; the observer is a plain callable.
+Nothing here knows about Prometheus; the observer is a plain callable. A
+:class:`RecordingObserver` also hands each whole exchange (request, answer or failure) to a sink:
+that is how ``check --record`` sees everything the exporter asked and was told.
 """
 
 from __future__ import annotations
@@ -12,18 +14,26 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from cdm_exporter.api.errors import MalformedResponse, NameNotResolved, TimeoutError_, TransportError
+from cdm_exporter.api.endpoints import Endpoint
+from cdm_exporter.api.errors import (
+    CdmError,
+    MalformedResponse,
+    NameNotResolved,
+    TimeoutError_,
+    TransportError,
+)
 
 log = logging.getLogger(__name__)
 
 #: ``(endpoint, code, seconds)`` for every HTTP call; code is the status as a string or ``"error"``.
-Observer = Callable[[str, str, float], None]
+Observer = Callable[[Endpoint, str, float], None]
 
 #: Largest response body read into memory; a bigger one is refused, not truncated.
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -45,6 +55,32 @@ class RawResponse:
     @property
     def content_type(self) -> str:
         return self.headers.get("Content-Type", "").lower()
+
+
+class ExchangeSink(Protocol):
+    """Receives every complete exchange: the request as sent, and the answer or the failure."""
+
+    def record(
+        self,
+        endpoint: str,
+        request: requests.PreparedRequest,
+        response: RawResponse | None,
+        failure: CdmError | None,
+        seconds: float,
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingObserver:
+    """An :data:`Observer` (telemetry goes on to ``inner``) that :func:`send` also hands each
+    exchange to ``sink``. The sink gets the request with its credentials: it must scrub them."""
+
+    inner: Observer | None
+    sink: ExchangeSink
+
+    def __call__(self, endpoint: Endpoint, code: str, seconds: float) -> None:
+        if self.inner is not None:
+            self.inner(endpoint, code, seconds)
 
 
 class _NoAuth(AuthBase):
@@ -88,13 +124,13 @@ class Deadline:
     def remaining(self) -> float | None:
         return None if self._end is None else self._end - self._clock()
 
-    def check(self, endpoint: str) -> None:
+    def check(self, endpoint: Endpoint) -> None:
         """Raise :class:`TimeoutError_` when the budget is used up."""
         remaining = self.remaining()
         if remaining is not None and remaining <= 0:
             raise TimeoutError_(endpoint, "call deadline exceeded")
 
-    def timeouts(self, endpoint: str, connect: float, read: float) -> tuple[float, float]:
+    def timeouts(self, endpoint: Endpoint, connect: float, read: float) -> tuple[float, float]:
         """The (connect, read) timeouts for the next HTTP call, cut to what is left."""
         self.check(endpoint)
         remaining = self.remaining()
@@ -103,7 +139,7 @@ class Deadline:
         return min(connect, remaining), min(read, remaining)
 
 
-def notify(observer: Observer | None, endpoint: str, code: str, seconds: float) -> None:
+def notify(observer: Observer | None, endpoint: Endpoint, code: str, seconds: float) -> None:
     """Call the observer; a failing observer must not turn a good API call into a failure."""
     if observer is None:
         return
@@ -111,6 +147,23 @@ def notify(observer: Observer | None, endpoint: str, code: str, seconds: float) 
         observer(endpoint, code, seconds)
     except Exception:  # the observer is metrics code; log it, never let it break a call
         log.exception("request observer failed for endpoint %s", endpoint)
+
+
+def _hand_over(
+    observer: Observer | None,
+    endpoint: str,
+    request: requests.PreparedRequest,
+    response: RawResponse | None,
+    failure: CdmError | None,
+    seconds: float,
+) -> None:
+    """Give an exchange to a recording observer's sink; like :func:`notify`, never fails a call."""
+    if not isinstance(observer, RecordingObserver):
+        return
+    try:
+        observer.sink.record(endpoint, request, response, failure, seconds)
+    except Exception:
+        log.exception("exchange recorder failed for endpoint %s", endpoint)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -132,7 +185,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def classify(endpoint: str, exc: BaseException) -> TransportError:
+def classify(endpoint: Endpoint, exc: BaseException) -> TransportError:
     """Map a requests/urllib3/socket exception to a short, secret-free typed error.
 
     The message names the failure class only: the library's own text includes the URL and
@@ -179,7 +232,7 @@ def classify(endpoint: str, exc: BaseException) -> TransportError:
     return TransportError(endpoint, f"request failed ({type(exc).__name__})")
 
 
-def _read_body(resp: requests.Response, endpoint: str, max_bytes: int, deadline: Deadline) -> bytes:
+def _read_body(resp: requests.Response, endpoint: Endpoint, max_bytes: int, deadline: Deadline) -> bytes:
     declared = resp.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise MalformedResponse(
@@ -209,7 +262,7 @@ def send(
     session: requests.Session,
     prepared: requests.PreparedRequest,
     *,
-    endpoint: str,
+    endpoint: Endpoint,
     timeout: tuple[float, float],
     deadline: Deadline,
     observer: Observer | None,
@@ -227,6 +280,8 @@ def send(
     settings = session.merge_environment_settings(prepared.url, {}, None, session.verify, None)
     started = time.monotonic()
     code = "error"
+    raw: RawResponse | None = None
+    failure: CdmError | None = None
     try:
         resp = session.send(
             prepared,
@@ -245,13 +300,19 @@ def send(
         finally:
             resp.close()
         code = str(resp.status_code)
-        return RawResponse(status=resp.status_code, headers=resp.headers, body=body)
+        raw = RawResponse(status=resp.status_code, headers=resp.headers, body=body)
+        return raw
+    except CdmError as refused:  # body too big, or the deadline passed while it trickled in
+        failure = refused
+        raise
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         log.debug("%s transport failure: %r", endpoint, exc)
         # ``from None``: the library exception text is long (URL, object reprs) and adds
         # nothing the typed error does not already say.
-        raise classify(endpoint, exc) from None
+        failure = classify(endpoint, exc)
+        raise failure from None
     finally:
         elapsed = time.monotonic() - started
         notify(observer, endpoint, code, elapsed)
+        _hand_over(observer, endpoint, prepared, raw, failure, elapsed)
         log.debug("%s %s -> %s in %.3fs", endpoint, prepared.method, code, elapsed)

@@ -1,4 +1,8 @@
-"""``cdm-exporter check``: validate, collect once, print what the exporter sees."""
+"""``cdm-exporter check``: validate, collect once, print what the exporter sees.
+
+With ``--record FILE`` every API exchange of that collection is also written to FILE, without
+any secret (and with ``--redact-names`` without names): see :mod:`cdm_exporter.api.recording`.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,50 @@ import time
 
 import click
 
+from cdm_exporter.api.recording import ExchangeRecorder
+from cdm_exporter.api.transport import Observer, RecordingObserver
 from cdm_exporter.cli.options import config_file_option, load_or_exit, logging_options, start_logging
 from cdm_exporter.cli.report import render_report, target_failed
+from cdm_exporter.config import AkSkAuthConfig, CollectionConfig, Config, TargetConfig
 from cdm_exporter.logs import redact_secrets
+from cdm_exporter.polling.client_factory import (
+    ClientFactory,
+    ListerFactory,
+    ProjectLister,
+    build_client,
+    build_project_lister,
+)
+from cdm_exporter.polling.poller import ApiClient
 from cdm_exporter.polling.targets import Exporter
 
 #: collections run by check: clusters and lists, then statuses, then run history
 CHECK_PASSES = 3
+
+
+def recording_secrets(config: Config) -> tuple[str, ...]:
+    """What a recording must never contain: the configured secrets and the access keys."""
+    keys = [t.auth.access_key for t in config.targets if isinstance(t.auth, AkSkAuthConfig)]
+    return (*config.secret_values(), *keys)
+
+
+def recording_factory(recorder: ExchangeRecorder) -> ClientFactory:
+    """Clients whose every exchange also goes to ``recorder``."""
+
+    def factory(
+        target: TargetConfig, collection: CollectionConfig, observer: Observer
+    ) -> tuple[ApiClient, str]:
+        return build_client(target, collection, RecordingObserver(observer, recorder))
+
+    return factory
+
+
+def recording_lister_factory(recorder: ExchangeRecorder) -> ListerFactory:
+    """IAM project listers (of ``projects`` targets) whose every exchange also goes to ``recorder``."""
+
+    def factory(target: TargetConfig, collection: CollectionConfig, observer: Observer) -> ProjectLister:
+        return build_project_lister(target, collection, RecordingObserver(observer, recorder))
+
+    return factory
 
 
 @click.command()
@@ -25,16 +66,42 @@ CHECK_PASSES = 3
     show_default=True,
     help="Seconds to spend collecting.",
 )
+@click.option(
+    "--record",
+    "record_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write every API exchange of the collection to this file (JSON lines, secrets "
+    "removed), to send with a bug report or to serve back with 'simulate --replay'.",
+)
+@click.option(
+    "--redact-names",
+    is_flag=True,
+    default=False,
+    help="With --record: replace cluster, job, link, user and account names by stable pseudonyms.",
+)
 @logging_options
-def check(config_file: str | None, timeout: float, log_level: str, log_format: str) -> None:
+def check(
+    config_file: str | None,
+    timeout: float,
+    record_file: str | None,
+    redact_names: bool,
+    log_level: str,
+    log_format: str,
+) -> None:
     """Validate the configuration, collect once and print a table of jobs.
 
     Exits 1 when a target or cluster could not be read, 2 when the configuration is invalid.
     """
+    if redact_names and record_file is None:
+        raise click.UsageError("--redact-names needs --record FILE")
     start_logging(log_level, log_format)
     config = load_or_exit(config_file)
     redact_secrets(config.secret_values())
-    exporter = Exporter(config, full_minute_budget=True)
+    recorder = ExchangeRecorder(recording_secrets(config)) if record_file is not None else None
+    factory = build_client if recorder is None else recording_factory(recorder)
+    lister = build_project_lister if recorder is None else recording_lister_factory(recorder)
+    exporter = Exporter(config, client_factory=factory, lister_factory=lister, full_minute_budget=True)
     deadline = time.monotonic() + timeout
     try:
         for _ in range(CHECK_PASSES):
@@ -43,4 +110,12 @@ def check(config_file: str | None, timeout: float, log_level: str, log_format: s
     finally:
         exporter.close()
     click.echo(render_report(snapshot))
+    if recorder is not None and record_file is not None:
+        try:
+            count = recorder.write(record_file, redact_names=redact_names)
+        except OSError as exc:
+            click.echo(f"cdm-exporter: error: cannot write {record_file}: {exc.strerror or exc}", err=True)
+            sys.exit(2)
+        names = ", names replaced by pseudonyms" if redact_names else ""
+        click.echo(f"recorded {count} API exchange(s) to {record_file} (secrets removed{names})", err=True)
     sys.exit(1 if target_failed(snapshot) else 0)

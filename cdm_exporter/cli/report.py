@@ -68,9 +68,10 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 def _job_row(cluster_name: str, job: JobState) -> tuple[str, ...]:
     run = job.current_run
     counters = job.counters()
-    progress = "-" if run is None or run.progress is None else f"{run.progress:.0f}%"
+    ratio = None if run is None else run.progress_ratio
+    progress = "-" if ratio is None else f"{100 * ratio:.0f}%"
     error = ""
-    if run is not None and run.status in FAILED_STATUSES:
+    if run is not None and job.status in FAILED_STATUSES:
         error = _one_line(run.error_summary or "(no summary)", 60)
     return (
         _one_line(cluster_name, 24),
@@ -114,10 +115,15 @@ def _target_lines(target: TargetView) -> list[str]:
         cluster_state = {True: "up", False: "DOWN", None: "not listed yet"}[cluster.up]
         status = _printable(cluster.cluster.status_name or "?")
         name, cluster_id = _printable(cluster.cluster.name), _printable(cluster.cluster.id)
+        refused = (
+            f", job types it does not list (tried again hourly): {', '.join(cluster.unsupported_types)}"
+            if cluster.unsupported_types
+            else ""
+        )
         lines.append(
             f"  cluster {name} ({cluster_id}): status {status}, "
             f"job list {cluster_state}, "
-            f"{len(cluster.jobs)} job(s)"
+            f"{len(cluster.jobs)} job(s){refused}"
         )
         if cluster.error:
             lines.append(f"    error: {_printable(cluster.error)}")
@@ -137,7 +143,7 @@ def render_report(snapshot: Snapshot) -> str:
             for job in sorted(cluster.jobs, key=lambda j: j.name):
                 rows.append(_job_row(cluster.cluster.name, job))
                 run = job.current_run
-                if run is not None and run.status in FAILED_STATUSES:
+                if run is not None and job.status in FAILED_STATUSES:
                     failures.append((_printable(cluster.cluster.name), _printable(job.name), run))
     header = (
         "CLUSTER",

@@ -20,6 +20,9 @@ import click
 
 from cdm_exporter.simulator import SPEC_HELP, Fault, FaultSpecError, Simulator, SimulatorSettings
 from cdm_exporter.simulator import settings as defaults
+from cdm_exporter.simulator.generate import JOB_TYPES
+from cdm_exporter.simulator.replay import RecordingError, Replay, ReplayServer
+from cdm_exporter.simulator.service import HttpService
 
 ENV_PREFIX = "CDM_EXPORTER_"
 
@@ -267,6 +270,31 @@ EPILOG = "\n\n".join("\b\n" + part for part in (SPEC_HELP + "\n\n" + ADMIN_HELP)
     envvar=_env("tls-key"),
     help="Private key (PEM) of --tls-cert.",
 )
+@_option(
+    "--refuse-job-type",
+    "refused_job_types",
+    type=click.Choice(JOB_TYPES),
+    multiple=True,
+    envvar=_env("refuse-job-type"),
+    help="Answer job lists of this type with 400 Cdm.0014, like a cluster that does not know it "
+    "(repeatable).",
+)
+@_option(
+    "--history-order",
+    type=click.Choice(defaults.HISTORY_ORDERS),
+    default="newest-first",
+    envvar=_env("history-order"),
+    help="Order of the runs in the run history (ShowSubmissions).",
+)
+@_option(
+    "--replay",
+    "replay_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    envvar=_env("replay"),
+    help="Serve the API exchanges of a recording ('check --record FILE') instead of a simulated "
+    "world; any credential is accepted. Only --web.listen-address and --tls-* apply then.",
+)
 def simulate(
     *,
     listen_address: tuple[str, int],
@@ -291,6 +319,9 @@ def simulate(
     odd_job_names: bool,
     tls_cert: str | None,
     tls_key: str | None,
+    refused_job_types: tuple[str, ...],
+    history_order: str,
+    replay_file: str | None,
 ) -> None:
     """Run a simulated Huawei Cloud CDM + IAM API (for demos, tests and dashboards).
 
@@ -298,9 +329,15 @@ def simulate(
     GET /v3/auth/projects); each other region of --project or --region-without-cdm gets a port
     of its own. It prints the URLs and the credentials it accepts, and runs until SIGINT or
     SIGTERM.
+    With --replay it serves a recording of a real account instead.
     """
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key must be given together")
+    if replay_file is not None:
+        if faults:
+            raise click.UsageError("--fault cannot be used with --replay")
+        _replay(replay_file, listen_address, tls_cert, tls_key)
+        return
     try:
         settings = SimulatorSettings(
             project_id=project_id,
@@ -323,6 +360,8 @@ def simulate(
             odd_job_names=odd_job_names,
             certfile=tls_cert,
             keyfile=tls_key,
+            refused_job_types=refused_job_types,
+            history_order=history_order,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -330,23 +369,58 @@ def simulate(
     sim = Simulator(settings)
     for fault in faults:
         sim.add_fault(fault)
+    _start(sim, listen_address)
+    _print_banner(sim, faults)
+    _serve_until_signal(sim)
+    click.echo("simulator stopped")
+
+
+def _replay(
+    replay_file: str, listen_address: tuple[str, int], tls_cert: str | None, tls_key: str | None
+) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        replay = Replay.load(replay_file)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {replay_file}: {exc}") from None
+    except RecordingError as exc:
+        raise click.ClickException(f"{replay_file}: {exc}") from None
+    server = ReplayServer(replay, tls_cert, tls_key)
+    _start(server, listen_address)
+    recorded = replay.header.get("recorded_at", "?")
+    click.echo(
+        "\n".join(
+            [
+                f"CDM replay listening on {server.url}",
+                f"  recording    {replay_file} ({replay.exchange_count} exchanges, recorded {recorded})",
+                "  credentials  any are accepted; point endpoint and iam_endpoint here",
+                f"  served       {server.url}/_sim/replay",
+            ]
+        )
+    )
+    sys.stdout.flush()
+    _serve_until_signal(server)
+    click.echo("replay stopped")
+
+
+def _start(service: HttpService, listen_address: tuple[str, int]) -> None:
     host, port = listen_address
     try:
-        sim.start(host, port)
+        service.start(host, port)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    _print_banner(sim, faults)
 
+
+def _serve_until_signal(service: HttpService) -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        sim.request_stop()
+        service.request_stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        sim.run_forever()
+        service.run_forever()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    click.echo("simulator stopped")
 
 
 def _print_banner(sim: Simulator, faults: tuple[Fault, ...]) -> None:
@@ -361,7 +435,10 @@ def _print_banner(sim: Simulator, faults: tuple[Fault, ...]) -> None:
         f"  AK/SK        {s.access_key} / {s.secret_key}",
         f"  IAM password domain {s.iam_domain}, user {s.iam_user}, password {s.iam_password}",
         f"  seed {s.seed}, time scale {s.time_scale}, rate limit {s.rate_limit}/min per user and policy",
+        f"  run history  {s.history_order}",
     ]
+    if s.refused_job_types:
+        lines.append(f"  job types refused by every cluster: {', '.join(s.refused_job_types)}")
     for cluster in sim.world.clusters():
         lines.append(
             f"  cluster      {cluster.id} {cluster.name} status {cluster.status} ({cluster.job_count} jobs)"

@@ -1,8 +1,9 @@
 """Read the YAML file (or the ``HUAWEICLOUD_SDK_*`` variables) into a validated :class:`Config`.
 
 The loader checks what the model cannot: the YAML itself, types, unknown keys (with a
-"did you mean"), which auth mode and secret source was chosen, files and environment
-variables. Every problem is a :class:`ConfigError` whose key is the dotted path of what to fix
+"did you mean"; these three with :mod:`cdm_exporter.config.strict_yaml`), which auth mode
+and secret source was chosen, files and environment variables. Every problem is a
+:class:`ConfigError` whose key is the dotted path of what to fix
 (``targets[0].auth.aksk.secret_key_file``). Values are never echoed for secret keys, nor in
 type errors, so an error message cannot leak a secret put in the wrong place.
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import logging
 import math
 import os
@@ -24,8 +24,6 @@ import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import yaml
 
 from cdm_exporter.api.secret import Secret
 
@@ -46,12 +44,12 @@ from .model import (
     TokenAuthConfig,
     default_endpoint,
     default_iam_endpoint,
-    did_you_mean,
     endpoint_problem,
     is_plain_http_to_remote,
     is_region_id,
 )
 from .secret_sources import read_secret_file, readable_by_others, secret_from_env, secret_from_text
+from .strict_yaml import boolean, describe, integer, join, mapping_of, parse_yaml, string, strings, user_key
 
 log = logging.getLogger("cdm_exporter.config")
 
@@ -114,7 +112,7 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
         raise ConfigError("", f"cannot read config file {shown}: {exc.strerror or exc}") from None
     except ValueError:  # NUL byte or unencodable character in the path
         raise ConfigError("", f"{shown!r} is not a usable file path") from None
-    data = _parse_yaml(text, shown)
+    data = parse_yaml(text, shown)
     context = _Context(env=env, base_dir=os.path.dirname(os.path.abspath(shown)))
     try:
         config = _config(data, context)
@@ -207,7 +205,7 @@ def parse_duration(value: object, key: str) -> float:
     elif isinstance(value, str):
         seconds = _parse_duration_text(value.strip(), key)
     else:
-        raise ConfigError(key, f"expected a duration, got {_describe(value)}; {_DURATION_HELP}")
+        raise ConfigError(key, f"expected a duration, got {describe(value)}; {_DURATION_HELP}")
     if not math.isfinite(seconds):
         raise ConfigError(key, "must be a finite number of seconds")
     if seconds < 0:
@@ -233,46 +231,6 @@ def _parse_duration_text(text: str, key: str) -> float:
     return total
 
 
-# --------------------------------------------------------------------------- YAML
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice in one mapping.
-
-    Plain PyYAML keeps the last one silently; a second ``targets:`` would drop targets unseen.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            with contextlib.suppress(TypeError):  # unhashable keys are reported by SafeLoader itself
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"the key {key!r} is given twice", key_node.start_mark
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _parse_yaml(text: bytes, source: str) -> object:
-    """Parse one YAML document; errors report line and column but never the line's text."""
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        # str(exc) would quote the offending line, which may hold a secret: build from parts.
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        detail = "; ".join(part for part in (exc.context, exc.problem) if part)
-        raise ConfigError("", f"{where}: invalid YAML: {detail}") from None
-    except yaml.reader.ReaderError as exc:
-        raise ConfigError("", f"{source}: invalid YAML: {exc.reason} at byte {exc.position}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError("", f"{source}: invalid YAML: {type(exc).__name__}") from None
-    except RecursionError:
-        raise ConfigError("", f"{source}: invalid YAML: nested too deeply") from None
-
-
 # --------------------------------------------------------------------------- walking the data
 
 
@@ -291,25 +249,13 @@ class _Context:
         return os.path.normpath(os.path.join(self.base_dir, path))
 
 
-def _join(path: str, key: str) -> str:
-    if not path:
-        return key
-    return f"{path}{key}" if key.startswith("[") else f"{path}.{key}"
-
-
-def _user_key(path: str, key: object) -> str:
-    """The path of a key as the user wrote it; an odd one (empty, spaces, dots) is shown quoted."""
-    text = str(key)
-    return _join(path, text) if re.fullmatch(r"[A-Za-z0-9_-]+", text) else f"{path}[{text!r}]"
-
-
 @contextlib.contextmanager
 def _under(path: str) -> Iterator[None]:
     """Prefix the keys of model errors (``region``) with where the object sits (``targets[0]``)."""
     try:
         yield
     except ConfigError as exc:
-        raise ConfigError(_join(path, exc.key), exc.message) from None
+        raise ConfigError(join(path, exc.key), exc.message) from None
 
 
 @contextlib.contextmanager
@@ -321,39 +267,6 @@ def _renamed(names: Mapping[str, str]) -> Iterator[None]:
         raise ConfigError(names.get(exc.key, exc.key), exc.message) from None
 
 
-def _describe(value: object) -> str:
-    """The kind of a YAML value, for type errors; never the value itself (it may be a secret)."""
-    if value is None:
-        return "nothing (null)"
-    kinds: tuple[tuple[type | tuple[type, ...], str], ...] = (
-        (bool, "a boolean (YAML reads true/false/yes/no/on/off unquoted as booleans)"),
-        (int, "an integer"),
-        (float, "a number"),
-        (str, "a string"),
-        (list, "a list"),
-        (dict, "a mapping"),
-        (datetime.date, "a date"),
-        (bytes, "binary data"),
-    )
-    for kind, text in kinds:
-        if isinstance(value, kind):
-            return text
-    return f"a {type(value).__name__}"
-
-
-def _mapping(value: object, path: str, allowed: tuple[str, ...]) -> dict[str, object]:
-    """Check ``value`` is a mapping of known string keys; report the first unknown one."""
-    if not isinstance(value, dict):
-        raise ConfigError(path, f"expected a mapping with keys {', '.join(allowed)}, got {_describe(value)}")
-    for key in value:
-        if not isinstance(key, str):
-            raise ConfigError(_user_key(path, key), f"keys must be strings, got {_describe(key)}")
-        if key not in allowed:
-            hint = did_you_mean(key, allowed) or f"; allowed keys: {', '.join(allowed)}"
-            raise ConfigError(_user_key(path, key), f"unknown key{hint}")
-    return value
-
-
 def _present(mapping: dict[str, object], key: str) -> bool:
     return mapping.get(key) is not None
 
@@ -361,17 +274,8 @@ def _present(mapping: dict[str, object], key: str) -> bool:
 def _required(mapping: dict[str, object], path: str, key: str) -> object:
     value = mapping.get(key)
     if value is None:
-        raise ConfigError(_join(path, key), "is empty" if key in mapping else "is required")
+        raise ConfigError(join(path, key), "is empty" if key in mapping else "is required")
     return value
-
-
-def _string(value: object, key: str) -> str:
-    if isinstance(value, str):
-        if not value:
-            raise ConfigError(key, "must not be empty")
-        return value
-    hint = "; put it in quotes" if isinstance(value, bool | int | float | datetime.date) else ""
-    raise ConfigError(key, f"expected a string, got {_describe(value)}{hint}")
 
 
 def _single_line(value: str, key: str) -> str:
@@ -383,27 +287,6 @@ def _single_line(value: str, key: str) -> str:
     return value
 
 
-def _integer(value: object, key: str) -> int:
-    # bool is a subclass of int, and YAML 1.1 turns "yes"/"no" into booleans: reject them here.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise ConfigError(key, f"expected a whole number, got {_describe(value)}")
-
-
-def _boolean(value: object, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ConfigError(key, f"expected true or false, got {_describe(value)}")
-
-
-def _strings(value: object, key: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        raise ConfigError(key, "expected a list of strings, got a single string; write it as a list: [...]")
-    if not isinstance(value, list):
-        raise ConfigError(key, f"expected a list of strings, got {_describe(value)}")
-    return tuple(_string(item, f"{key}[{index}]") for index, item in enumerate(value))
-
-
 # --------------------------------------------------------------------------- the sections
 
 
@@ -411,11 +294,11 @@ def _config(data: object, context: _Context) -> Config:
     if data is None:
         raise ConfigError("", "the configuration is empty; it needs a 'targets' list")
     if not isinstance(data, dict):
-        raise ConfigError("", f"the top level must be a mapping with a 'targets' key, got {_describe(data)}")
-    top = _mapping(data, "", TOP_KEYS)
+        raise ConfigError("", f"the top level must be a mapping with a 'targets' key, got {describe(data)}")
+    top = mapping_of(data, "", TOP_KEYS)
     targets = _required(top, "", "targets")
     if not isinstance(targets, list):
-        raise ConfigError("targets", f"expected a list of targets, got {_describe(targets)}")
+        raise ConfigError("targets", f"expected a list of targets, got {describe(targets)}")
     return Config(
         targets=tuple(_target(item, f"targets[{index}]", context) for index, item in enumerate(targets)),
         collection=_collection(top.get("collection"), "collection"),
@@ -423,22 +306,22 @@ def _config(data: object, context: _Context) -> Config:
 
 
 def _target(value: object, path: str, context: _Context) -> TargetConfig:
-    target = _mapping(value, path, TARGET_KEYS)
+    target = mapping_of(value, path, TARGET_KEYS)
     if _present(target, "projects"):
         return _projects_target(target, path, context)
-    region = _string(_required(target, path, "region"), _join(path, "region"))
+    region = string(_required(target, path, "region"), join(path, "region"))
     if "project_id" not in target:
         raise ConfigError(
-            _join(path, "project_id"),
+            join(path, "project_id"),
             "is required (or give projects: all to poll every project the credential may use)",
         )
-    project_id = _string(_required(target, path, "project_id"), _join(path, "project_id"))
-    name = _string(target["name"], _join(path, "name")) if _present(target, "name") else project_id
+    project_id = string(_required(target, path, "project_id"), join(path, "project_id"))
+    name = string(target["name"], join(path, "name")) if _present(target, "name") else project_id
 
     endpoints: dict[str, str] = {}
     for key in ("endpoint", "iam_endpoint"):
         if _present(target, key):
-            endpoints[key] = _strip_slash(_string(target[key], _join(path, key)))
+            endpoints[key] = _strip_slash(string(target[key], join(path, key)))
         else:
             endpoints[key] = _endpoint_default(context, path, key, region)
 
@@ -458,24 +341,24 @@ def _target(value: object, path: str, context: _Context) -> TargetConfig:
 
 def _watching(target: dict[str, object], path: str, context: _Context) -> dict[str, Any]:
     """The settings every kind of target has: credentials and what to watch."""
-    clusters = _strings(target["clusters"], _join(path, "clusters")) if _present(target, "clusters") else ()
-    jobs = _jobs(target.get("jobs"), _join(path, "jobs"))
+    clusters = strings(target["clusters"], join(path, "clusters")) if _present(target, "clusters") else ()
+    jobs = _jobs(target.get("jobs"), join(path, "jobs"))
     ca_bundle = None
     if _present(target, "ca_bundle"):
         ca_bundle = _ca_bundle(
-            context.resolve(_string(target["ca_bundle"], _join(path, "ca_bundle"))), _join(path, "ca_bundle")
+            context.resolve(string(target["ca_bundle"], join(path, "ca_bundle"))), join(path, "ca_bundle")
         )
     insecure = False
     if _present(target, "tls_insecure_skip_verify"):
-        insecure = _boolean(target["tls_insecure_skip_verify"], _join(path, "tls_insecure_skip_verify"))
+        insecure = boolean(target["tls_insecure_skip_verify"], join(path, "tls_insecure_skip_verify"))
     if _present(target, "region_endpoints"):
         raise ConfigError(
-            _join(path, "region_endpoints"),
+            join(path, "region_endpoints"),
             "is only used with projects (one CDM endpoint per discovered region); "
             "a target with a project_id has one endpoint",
         )
     return {
-        "auth": _auth(_required(target, path, "auth"), _join(path, "auth"), context),
+        "auth": _auth(_required(target, path, "auth"), join(path, "auth"), context),
         "clusters": tuple(dict.fromkeys(clusters)),
         "jobs": jobs,
         "ca_bundle": ca_bundle,
@@ -493,29 +376,29 @@ def _projects_target(target: dict[str, object], path: str, context: _Context) ->
                 else "each discovered project is polled in its own region (iam_endpoint chooses the "
                 "IAM endpoint); remove it"
             )
-            raise ConfigError(_join(path, key), f"is not used with projects: {hint}")
-    selection = _projects(target["projects"], _join(path, "projects"))
+            raise ConfigError(join(path, key), f"is not used with projects: {hint}")
+    selection = _projects(target["projects"], join(path, "projects"))
     if "name" not in target:
         raise ConfigError(
-            _join(path, "name"), "is required with projects (/probe?target=NAME selects the target)"
+            join(path, "name"), "is required with projects (/probe?target=NAME selects the target)"
         )
-    name = _string(_required(target, path, "name"), _join(path, "name"))
+    name = string(_required(target, path, "name"), join(path, "name"))
 
     # Like one project's endpoint: what the file says, else the SDK's variables, else derived.
     explicit: dict[str, str] = {}
     if _present(target, "region_endpoints"):
-        explicit = _region_endpoints(target["region_endpoints"], _join(path, "region_endpoints"))
+        explicit = _region_endpoints(target["region_endpoints"], join(path, "region_endpoints"))
     if _present(target, "endpoint"):
-        template = _strip_slash(_string(target["endpoint"], _join(path, "endpoint")))
+        template = _strip_slash(string(target["endpoint"], join(path, "endpoint")))
         from_env: dict[str, str] = {}
     else:
         template = DEFAULT_ENDPOINT_TEMPLATE
         from_env = _env_region_endpoints(context, path)
     if _present(target, "iam_endpoint"):
-        iam_endpoint = _strip_slash(_string(target["iam_endpoint"], _join(path, "iam_endpoint")))
+        iam_endpoint = _strip_slash(string(target["iam_endpoint"], join(path, "iam_endpoint")))
     else:
         iam_endpoint = (
-            _env_endpoint(context, ENV_IAM_ENDPOINT, _join(path, "iam_endpoint")) or GLOBAL_IAM_ENDPOINT
+            _env_endpoint(context, ENV_IAM_ENDPOINT, join(path, "iam_endpoint")) or GLOBAL_IAM_ENDPOINT
         )
 
     watching = _watching({k: v for k, v in target.items() if k != "region_endpoints"}, path, context)
@@ -544,24 +427,24 @@ def _projects(value: object, key: str) -> ProjectSelection:
             "write a list: [...]",
         )
     if not isinstance(value, list) or not value:
-        got = "an empty list" if isinstance(value, list) else _describe(value)
+        got = "an empty list" if isinstance(value, list) else describe(value)
         raise ConfigError(key, f"expected all or a list of region IDs and project-name globs, got {got}")
-    patterns = tuple(dict.fromkeys(_string(item, f"{key}[{index}]") for index, item in enumerate(value)))
+    patterns = tuple(dict.fromkeys(string(item, f"{key}[{index}]") for index, item in enumerate(value)))
     with _under(key):
         return ProjectSelection(patterns=patterns)
 
 
 def _region_endpoints(value: object, path: str) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise ConfigError(path, f"expected a mapping of region ID to CDM endpoint, got {_describe(value)}")
+        raise ConfigError(path, f"expected a mapping of region ID to CDM endpoint, got {describe(value)}")
     endpoints: dict[str, str] = {}
     for region, url in value.items():
-        where = _user_key(path, region)
+        where = user_key(path, region)
         if not isinstance(region, str) or not is_region_id(region):
             raise ConfigError(
                 where, "is not a region ID; expected lower-case words joined by '-', like cn-north-4"
             )
-        endpoints[region] = _strip_slash(_string(url, where))
+        endpoints[region] = _strip_slash(string(url, where))
     return endpoints
 
 
@@ -574,7 +457,7 @@ def _env_region_endpoints(context: _Context, path: str) -> dict[str, str]:
         region = variable[len(_CDM_ENDPOINT_ENV_PREFIX) :].lower().replace("_", "-")
         if not is_region_id(region):
             raise ConfigError(variable, f"names no region (expected {cdm_endpoint_env_var('cn-north-4')})")
-        url = _env_endpoint(context, variable, _join(path, "region_endpoints"))
+        url = _env_endpoint(context, variable, join(path, "region_endpoints"))
         if url is not None:
             endpoints[region] = url
     return endpoints
@@ -591,7 +474,7 @@ def _endpoint_default(context: _Context, path: str, key: str, region: str) -> st
         variable, derived = cdm_endpoint_env_var(region), default_endpoint(region)
     else:
         variable, derived = ENV_IAM_ENDPOINT, default_iam_endpoint(region)
-    return _env_endpoint(context, variable, _join(path, key)) or derived
+    return _env_endpoint(context, variable, join(path, key)) or derived
 
 
 def _env_endpoint(context: _Context, variable: str, overrides: str) -> str | None:
@@ -625,23 +508,23 @@ def _ca_bundle(path: str, key: str) -> str:
 def _jobs(value: object, path: str) -> JobsFilter:
     if value is None:
         return JobsFilter()
-    jobs = _mapping(value, path, JOBS_KEYS)
+    jobs = mapping_of(value, path, JOBS_KEYS)
     changes: dict[str, Any] = {}
     for key in JOBS_KEYS:
         if _present(jobs, key):
-            items = _strings(jobs[key], _join(path, key))
+            items = strings(jobs[key], join(path, key))
             changes[key] = tuple(dict.fromkeys(items)) if key == "types" else items
     with _under(path):
         return dataclasses.replace(JobsFilter(), **changes)
 
 
 def _auth(value: object, path: str, context: _Context) -> AuthConfig:
-    auth = _mapping(value, path, AUTH_KEYS)
+    auth = mapping_of(value, path, AUTH_KEYS)
     given = [key for key in AUTH_KEYS if _present(auth, key)]
     if not given:
         empty = [key for key in AUTH_KEYS if key in auth]
         if empty:
-            raise ConfigError(_join(path, empty[0]), "is empty")
+            raise ConfigError(join(path, empty[0]), "is empty")
         raise ConfigError(path, "needs one auth mode: token (or token_file, token_env), password, or aksk")
     modes = sorted({"token" if key.startswith("token") else key for key in given})
     if len(modes) > 1:
@@ -649,19 +532,17 @@ def _auth(value: object, path: str, context: _Context) -> AuthConfig:
     if modes[0] == "token":
         return TokenAuthConfig(token=_secret(auth, path, "token", context))
     if modes[0] == "password":
-        sub = _join(path, "password")
-        password = _mapping(auth["password"], sub, PASSWORD_KEYS)
+        sub = join(path, "password")
+        password = mapping_of(auth["password"], sub, PASSWORD_KEYS)
         return PasswordAuthConfig(
             domain=_single_line(
-                _string(_required(password, sub, "domain"), _join(sub, "domain")), _join(sub, "domain")
+                string(_required(password, sub, "domain"), join(sub, "domain")), join(sub, "domain")
             ),
-            user=_single_line(
-                _string(_required(password, sub, "user"), _join(sub, "user")), _join(sub, "user")
-            ),
+            user=_single_line(string(_required(password, sub, "user"), join(sub, "user")), join(sub, "user")),
             password=_secret(password, sub, "password", context),
         )
-    sub = _join(path, "aksk")
-    aksk = _mapping(auth["aksk"], sub, AKSK_KEYS)
+    sub = join(path, "aksk")
+    aksk = mapping_of(auth["aksk"], sub, AKSK_KEYS)
     return AkSkAuthConfig(
         access_key=_access_key(aksk, sub, context),
         secret_key=_secret(aksk, sub, "secret_key", context),
@@ -681,7 +562,7 @@ def _missing(mapping: dict[str, object], path: str, alternatives: tuple[str, ...
     empty = next((key for key in alternatives if key in mapping), None)
     state = "is empty" if empty else "is required"
     others = " or ".join(alternatives[1:])
-    return ConfigError(_join(path, empty or alternatives[0]), f"{state} (or give {others})")
+    return ConfigError(join(path, empty or alternatives[0]), f"{state} (or give {others})")
 
 
 def _secret(mapping: dict[str, object], path: str, base: str, context: _Context) -> Secret:
@@ -699,8 +580,8 @@ def _optional_secret(mapping: dict[str, object], path: str, base: str, context: 
 
 def _read_secret(mapping: dict[str, object], path: str, chosen: str, context: _Context) -> Secret:
     """The secret under ``chosen``: inline, from the file it names, or from the variable it names."""
-    key = _join(path, chosen)
-    text = _string(mapping[chosen], key)
+    key = join(path, chosen)
+    text = string(mapping[chosen], key)
     if chosen.endswith("_file"):
         return read_secret_file(context.resolve(text), key)
     if chosen.endswith("_env"):
@@ -714,8 +595,8 @@ def _access_key(aksk: dict[str, object], path: str, context: _Context) -> str:
     chosen = _chosen(aksk, path, alternatives)
     if chosen is None:
         raise _missing(aksk, path, alternatives)
-    key = _join(path, chosen)
-    text = _string(aksk[chosen], key)
+    key = join(path, chosen)
+    text = string(aksk[chosen], key)
     value = secret_from_env(context.env, text, key).reveal() if chosen.endswith("_env") else text
     if re.search(r"\s", value):
         raise ConfigError(key, "is not an access key (it contains whitespace)")
@@ -725,18 +606,18 @@ def _access_key(aksk: dict[str, object], path: str, context: _Context) -> str:
 def _collection(value: object, path: str) -> CollectionConfig:
     if value is None:
         return CollectionConfig()
-    collection = _mapping(value, path, COLLECTION_KEYS)
+    collection = mapping_of(value, path, COLLECTION_KEYS)
     changes: dict[str, Any] = {}
     for key in COLLECTION_KEYS:
         if not _present(collection, key):
             continue
-        where = _join(path, key)
+        where = join(path, key)
         if key == "concurrency":
-            changes[key] = _integer(collection[key], where)
+            changes[key] = integer(collection[key], where)
         elif key == "budget_per_minute":
             changes[key] = _budget(collection[key], where)
         elif key == "budget_scope":
-            changes[key] = _string(collection[key], where)
+            changes[key] = string(collection[key], where)
         else:  # every other collection setting is a duration in seconds
             changes[key] = parse_duration(collection[key], where)
     with _under(path):
@@ -744,17 +625,17 @@ def _collection(value: object, path: str) -> CollectionConfig:
 
 
 def _budget(value: object, path: str) -> BudgetConfig:
-    budget = _mapping(value, path, BUDGET_KEYS)
-    changes = {key: _integer(budget[key], _join(path, key)) for key in BUDGET_KEYS if _present(budget, key)}
+    budget = mapping_of(value, path, BUDGET_KEYS)
+    changes = {key: integer(budget[key], join(path, key)) for key in BUDGET_KEYS if _present(budget, key)}
     with _under(path):
         config = dataclasses.replace(BudgetConfig(), **changes)
     for key in BUDGET_KEYS:
         if getattr(config, key) > BUDGET_WARN_ABOVE:
             log.warning(
                 "%s: %d requests per minute leaves little of the API's 120/min per user for anything else",
-                _join(path, key),
+                join(path, key),
                 getattr(config, key),
-                extra={"key": _join(path, key)},
+                extra={"key": join(path, key)},
             )
     return config
 
@@ -767,12 +648,12 @@ def _warn_about(target: TargetConfig, path: str) -> None:
         if is_plain_http_to_remote(url):
             log.warning(
                 "%s: plain http:// to a non-loopback host sends credentials and tokens unencrypted",
-                _join(path, key),
-                extra={"key": _join(path, key), "target": target.name, "endpoint": url},
+                join(path, key),
+                extra={"key": join(path, key), "target": target.name, "endpoint": url},
             )
     if target.tls_insecure_skip_verify:
         log.warning(
             "%s: TLS certificates are not verified; anyone on the path can read this target's credentials",
-            _join(path, "tls_insecure_skip_verify"),
+            join(path, "tls_insecure_skip_verify"),
             extra={"target": target.name},
         )

@@ -9,17 +9,15 @@ same rules as one read from YAML. Types, unknown keys and secret sources are the
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from cdm_exporter.api.secret import Secret
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 #: The job types ShowJobs can list; each is queried separately (docs/api-notes.md, "Job list").
 JOB_TYPES: tuple[str, ...] = ("NORMAL_JOB", "BATCH_JOB", "SCENARIO_JOB")
@@ -51,13 +49,6 @@ DEFAULT_ENDPOINT_TEMPLATE = f"https://cdm.{REGION_PLACEHOLDER}.myhuaweicloud.com
 BUDGET_SCOPES: tuple[str, ...] = ("credential", "region")
 #: a project name as IAM allows it (letters, digits, "-", "_"; at most 64), plus glob characters
 _PROJECT_PATTERN = re.compile(r"[A-Za-z0-9_*?\[\]!-]{1,64}")
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest choice, or ``""``; case is ignored for matching."""
-    by_upper = {choice.upper(): choice for choice in choices}
-    close = difflib.get_close_matches(word.upper(), list(by_upper), n=1, cutoff=0.6)
-    return f"; did you mean {by_upper[close[0]]!r}?" if close else ""
 
 
 def default_endpoint(region: str) -> str:

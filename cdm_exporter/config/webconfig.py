@@ -16,7 +16,9 @@ written for node_exporter works here unchanged, with these deliberate difference
 * ``rate_limit`` is refused: nothing here would enforce it.
 
 Every problem is a :class:`~cdm_exporter.config.errors.ConfigError` whose key is the dotted path
-inside the file (``tls_server_config.cert_file``). No password or hash ever appears in a message.
+inside the file (``tls_server_config.cert_file``), checked as the main configuration is
+(:mod:`cdm_exporter.config.strict_yaml`: duplicate keys refused, unknown keys with a "did you
+mean"). No password or hash ever appears in a message.
 """
 
 from __future__ import annotations
@@ -36,12 +38,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, NoReturn
+from typing import Final, NoReturn
 
 import bcrypt
-import yaml
 
 from cdm_exporter.config.errors import ConfigError
+from cdm_exporter.config.strict_yaml import boolean, describe, mapping_of, parse_yaml, string, strings
 
 __all__ = [
     "CIPHER_SUITES",
@@ -136,6 +138,14 @@ CIPHER_SUITES: Final[Mapping[str, str | None]] = MappingProxyType(
     }
 )
 _CURVES: Final = frozenset({"CurveP256", "CurveP384", "CurveP521", "X25519"})
+
+# The keys each section accepts, as exporter-toolkit's (some are refused later, with a reason).
+_TOP_KEYS: Final = ("tls_server_config", "http_server_config", "basic_auth_users", "rate_limit")
+# fmt: off
+_TLS_KEYS: Final = ("cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type", "client_ca_file",
+                    "client_allowed_sans", "min_version", "max_version", "cipher_suites",
+                    "prefer_server_cipher_suites", "curve_preferences")
+# fmt: on
 
 # Response headers exporter-toolkit lets a user set, with the values it allows (None = any).
 _HEADERS: Final[Mapping[str, frozenset[str] | None]] = MappingProxyType(
@@ -273,17 +283,14 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(FILE_KEY, f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
-    try:
-        document = yaml.load(raw.decode("utf-8"), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
-    except UnicodeDecodeError:
-        raise ConfigError(FILE_KEY, f"{os.fspath(path)} is not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(FILE_KEY, f"{os.fspath(path)} is not valid YAML: {_yaml_problem(exc)}") from None
-
+    document = parse_yaml(raw, os.fspath(path), FILE_KEY)
     if document is None:
         document = {}
-    top = _mapping("", document)
-    _no_unknown_keys("", top, {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"})
+    if not isinstance(document, dict):
+        raise ConfigError(
+            FILE_KEY, f"expected a mapping with keys {', '.join(_TOP_KEYS)}, got {describe(document)}"
+        )
+    top = mapping_of(document, "", _TOP_KEYS)
     if top.get("rate_limit") is not None:
         _fail("rate_limit", "is not supported by cdm-exporter; rate-limit in a reverse proxy instead")
 
@@ -304,26 +311,7 @@ def _parse_tls(value: object, base_dir: Path) -> TLSServerConfig | None:
     prefix = "tls_server_config"
     if value is None:
         return None
-    section = _mapping(prefix, value)
-    _no_unknown_keys(
-        prefix,
-        section,
-        {
-            "cert",
-            "key",
-            "client_ca",
-            "cert_file",
-            "key_file",
-            "client_auth_type",
-            "client_ca_file",
-            "client_allowed_sans",
-            "min_version",
-            "max_version",
-            "cipher_suites",
-            "prefer_server_cipher_suites",
-            "curve_preferences",
-        },
-    )
+    section = mapping_of(value, prefix, _TLS_KEYS)
     for inline in ("cert", "key"):
         if _optional_str(f"{prefix}.{inline}", section.get(inline)):
             _fail(
@@ -377,9 +365,8 @@ def _parse_tls(value: object, base_dir: Path) -> TLSServerConfig | None:
                 f"{prefix}.curve_preferences[{index}]",
                 f"unknown curve {name!r}; use one of {sorted(_CURVES)}",
             )
-    prefer = section.get("prefer_server_cipher_suites", True)
-    if not isinstance(prefer, bool):
-        _fail(f"{prefix}.prefer_server_cipher_suites", "must be true or false")
+    prefer = section.get("prefer_server_cipher_suites")
+    prefer = True if prefer is None else boolean(prefer, f"{prefix}.prefer_server_cipher_suites")
 
     return TLSServerConfig(
         cert_file=base_dir / cert_file,  # an absolute cert_file replaces base_dir
@@ -417,19 +404,15 @@ def _parse_http_server_config(value: object) -> Mapping[str, str]:
     prefix = "http_server_config"
     if value is None:
         return {}
-    section = _mapping(prefix, value)
-    _no_unknown_keys(prefix, section, {"http2", "headers"})
-    if "http2" in section and not isinstance(section["http2"], bool):
-        _fail(f"{prefix}.http2", "must be true or false")
+    section = mapping_of(value, prefix, ("http2", "headers"))
+    if section.get("http2") is not None:
+        boolean(section["http2"], f"{prefix}.http2")
     if section.get("headers") is None:
         return {}
     headers: dict[str, str] = {}
-    for name, header_value in _mapping(f"{prefix}.headers", section["headers"]).items():
+    for name, given in mapping_of(section["headers"], f"{prefix}.headers", tuple(_HEADERS)).items():
         key = f"{prefix}.headers.{name}"
-        if name not in _HEADERS:
-            _fail(key, f"this header cannot be configured; allowed: {', '.join(_HEADERS)}")
-        if not isinstance(header_value, str):
-            _fail(key, "must be a string")
+        header_value = string(given, key, empty=True)
         if "\r" in header_value or "\n" in header_value:
             _fail(key, "must not contain a line break")
         if not header_value:  # blank means unset
@@ -446,7 +429,7 @@ def _parse_users(value: object) -> dict[str, bytes]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        _fail(prefix, "must be a mapping of user name to bcrypt hash")
+        _fail(prefix, f"expected a mapping of user name to bcrypt hash, got {describe(value)}")
     users: dict[str, bytes] = {}
     for name, hashed in value.items():
         if not isinstance(name, str) or not name:
@@ -579,71 +562,10 @@ def _fail(key: str, message: str) -> NoReturn:
     raise ConfigError(key, message)
 
 
-def _mapping(key: str, value: object) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        _fail(key or FILE_KEY, f"must be a mapping, not {_type_name(value)}")
-    for name in value:
-        if not isinstance(name, str):
-            _fail(key or FILE_KEY, f"key {name!r} must be a string")
-    return value
-
-
-def _no_unknown_keys(prefix: str, section: Mapping[str, object], known: set[str]) -> None:
-    for name in section:
-        if name not in known:
-            _fail(f"{prefix}.{name}" if prefix else name, "unknown key")
-
-
 def _optional_str(key: str, value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    _fail(key, f"must be a string, not {_type_name(value)}")
+    """A string setting, where null and "" both mean unset (as in exporter-toolkit)."""
+    return None if value is None else string(value, key, empty=True)
 
 
-def _str_list(key: str, value: object) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        _fail(key, f"must be a list of strings, not {_type_name(value)}")
-    for index, item in enumerate(value):
-        if not isinstance(item, str):
-            _fail(f"{key}[{index}]", f"must be a string, not {_type_name(item)}")
-    return value
-
-
-def _type_name(value: object) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer"}
-    return names.get(type(value), "null" if value is None else f"a {type(value).__name__}")
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    # Only the problem and its position: str(exc) quotes the offending line, which may hold a hash.
-    if isinstance(exc, yaml.MarkedYAMLError):
-        where = exc.problem_mark
-        position = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-        return f"{exc.problem or exc.context or 'syntax error'}{position}"
-    return type(exc).__name__
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, as Go's yaml.UnmarshalStrict does."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[object] = set()
-    for key_node, _ in node.value:
-        name = loader.construct_object(key_node)
-        try:
-            duplicate = name in seen
-        except TypeError:  # an unhashable key; construct_mapping reports it
-            continue
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {name!r}", key_node.start_mark
-            )
-        seen.add(name)
-    return loader.construct_mapping(node)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _str_list(key: str, value: object) -> tuple[str, ...]:
+    return () if value is None else strings(value, key)

@@ -4,7 +4,8 @@ Series produced (identity labels ``cluster_id``, ``cluster_name``, ``job_name`` 
 
     cdm_job_status{...,status="BOOTING|FAILURE_ON_SUBMIT|RUNNING|SUCCEEDED|FAILED|UNKNOWN|NEVER_EXECUTED"} 1|0
     cdm_job_status{...,status="<any other value the API returned, e.g. PENDING>"} 1
-    cdm_job_progress_ratio{...}                      0..1, absent when progress is -1 or unknown
+    cdm_job_progress_ratio{...}                      0..1 while a run is active; 1 once SUCCEEDED;
+                                                     absent for other ended runs and when unknown
     cdm_job_submission_id{...}                       id of the latest run
     cdm_job_creation_timestamp_seconds{...}          latest run's creation-date
     cdm_job_execute_timestamp_seconds{...}           latest run's execute-date
@@ -47,26 +48,13 @@ from cdm_exporter import __version__
 from cdm_exporter.api.models import CLUSTER_STATUSES, FAILED_STATUSES, JOB_STATUSES, Counters
 from cdm_exporter.polling.discovery import UNAVAILABLE_REASONS
 from cdm_exporter.polling.snapshot import Snapshot
-from cdm_exporter.polling.state import JobState, TargetView
+from cdm_exporter.polling.state import JobInfo, JobState, TargetView
 from cdm_exporter.polling.telemetry import TelemetrySnapshot
 
 JOB_LABELS = ("cluster_id", "cluster_name", "job_name")
 ERROR_SUMMARY_MAX = 256
 
-INFO_LABELS = (
-    "job_type",
-    "external_id",
-    "creation_user",
-    "last_update_user",
-    "incremental",
-    "execute_auto",
-    "delete_after_run",
-    "stopping_increment",
-    "from_connector",
-    "to_connector",
-    "from_link",
-    "to_link",
-)
+INFO_LABELS = JobInfo._fields
 
 #: gauge name suffix -> (help, counter field)
 COUNTER_GAUGES: tuple[tuple[str, str, str], ...] = (
@@ -87,10 +75,6 @@ COUNTER_GAUGES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _flag(value: bool | None) -> str:
-    return "" if value is None else ("true" if value else "false")
-
-
 class _JobFamilies:
     """The per-job families of one exposition, filled job by job."""
 
@@ -101,7 +85,11 @@ class _JobFamilies:
             "1 for the job's current status, 0 for the others.",
             labels=(*JOB_LABELS, "status"),
         )
-        self.progress = g("cdm_job_progress_ratio", "Progress of the latest run, 0 to 1.", labels=JOB_LABELS)
+        self.progress = g(
+            "cdm_job_progress_ratio",
+            "Progress of the latest run, 0 to 1: 1 once it SUCCEEDED, absent once it ended otherwise.",
+            labels=JOB_LABELS,
+        )
         self.submission = g("cdm_job_submission_id", "submission-id of the latest run.", labels=JOB_LABELS)
         self.created = g(
             "cdm_job_creation_timestamp_seconds", "creation-date of the latest run.", labels=JOB_LABELS
@@ -177,7 +165,7 @@ class _JobFamilies:
         ]
         if run is not None:
             optional += [
-                (self.progress, None if run.progress is None else run.progress / 100.0),
+                (self.progress, run.progress_ratio),
                 (self.submission, run.submission_id),
                 (self.created, run.creation_date),
                 (self.executed, run.execute_date),
@@ -198,27 +186,8 @@ class _JobFamilies:
             if value is not None:
                 family.samples.append(Sample(family.name, labels, float(value)))
 
-        latest = job.latest
-        info = (
-            summary.job_type or "",
-            (latest.external_id if latest else None) or summary.external_id or "",
-            (latest.creation_user if latest else None) or summary.creation_user or "",
-            (latest.last_update_user if latest else None) or summary.update_user or "",
-            _flag(
-                latest.is_incrementing
-                if latest and latest.is_incrementing is not None
-                else summary.is_incremental
-            ),
-            _flag(latest.is_execute_auto if latest else None),
-            _flag(latest.is_delete_job if latest else None),
-            (latest.is_stopping_increment if latest else None) or "",
-            summary.from_connector or "",
-            summary.to_connector or "",
-            summary.from_link or "",
-            summary.to_link or "",
-        )
-        self.info.add_metric((*ids, *info), 1.0)
-        if run is not None and run.status in FAILED_STATUSES:
+        self.info.add_metric((*ids, *job.info()), 1.0)
+        if run is not None and status in FAILED_STATUSES:
             self.error.add_metric((*ids, (run.error_summary or "")[:ERROR_SUMMARY_MAX]), 1.0)
 
 

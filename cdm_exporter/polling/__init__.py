@@ -1,1 +1,1 @@
-"""Deciding what to fetch from the API: pollers per target, the API budget, known state, single flight."""
+"""Deciding what to fetch from the API: pollers per target, what to fetch next, the budget, known state."""

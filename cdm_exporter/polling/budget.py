@@ -1,8 +1,8 @@
 """Rate limiters that keep the exporter inside CDM's per-user API rate limits.
 
-CDM counts requests per IAM user and API policy over a rolling minute (docs/api-notes.md, "Rate limits"):
-``job_status`` (ShowJobStatus alone) and ``common`` (ListClusters, ShowJobs, ShowSubmissions).
-Each limiter is two rules at once:
+CDM counts requests per IAM user and API policy over a rolling minute: ``job_status``
+(ShowJobStatus alone) and ``common`` (ListClusters, ShowJobs, ShowSubmissions); see
+:mod:`cdm_exporter.api.endpoints`. Each limiter is two rules at once:
 
 - a rolling-minute window: never more than ``rate_per_minute`` requests in any 60 s, so the
   default 100/min stays below the 120 the API allows whatever the scrape pattern;
@@ -17,18 +17,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-POLICIES: tuple[str, ...] = ("job_status", "common")
-
-#: which policy each API endpoint draws from (IAM token requests are not limited by CDM)
-ENDPOINT_POLICY: dict[str, str] = {
-    "list_clusters": "common",
-    "list_jobs": "common",
-    "submissions": "common",
-    "job_status": "job_status",
-}
+from cdm_exporter.api.endpoints import ENDPOINT_POLICY, Endpoint, Policy
 
 #: how long a bucket pauses after a 429 (Huawei advises retrying after 2-5 s)
 THROTTLE_PAUSE_SECONDS = 5.0
@@ -123,7 +115,7 @@ def budget_identity(identity: str, region: str, scope: str) -> str:
 @dataclass(frozen=True, slots=True)
 class BudgetKey:
     identity: str  # the credential's non-secret identity: the API counts per user
-    policy: str
+    policy: Policy
 
 
 class Budgets:
@@ -131,7 +123,7 @@ class Budgets:
 
     def __init__(
         self,
-        per_minute: dict[str, int],
+        per_minute: Mapping[Policy, int],
         *,
         clock: Callable[[], float] = time.monotonic,
         full_minute: bool = False,
@@ -143,7 +135,7 @@ class Budgets:
         self._buckets: dict[BudgetKey, TokenBucket] = {}
         self._lock = threading.Lock()
 
-    def bucket(self, identity: str, policy: str) -> TokenBucket:
+    def bucket(self, identity: str, policy: Policy) -> TokenBucket:
         key = BudgetKey(identity, policy)
         with self._lock:
             bucket = self._buckets.get(key)
@@ -154,5 +146,5 @@ class Budgets:
                 self._buckets[key] = bucket
             return bucket
 
-    def for_endpoint(self, identity: str, endpoint: str) -> TokenBucket:
+    def for_endpoint(self, identity: str, endpoint: Endpoint) -> TokenBucket:
         return self.bucket(identity, ENDPOINT_POLICY[endpoint])

@@ -11,6 +11,7 @@ from cdm_exporter.api.auth import AkSkAuth, CdmAuth, PasswordAuth, TokenAuth
 from cdm_exporter.api.client import CdmClient
 from cdm_exporter.api.iam_projects import IamProjectsClient
 from cdm_exporter.api.models import AuthProject
+from cdm_exporter.api.transport import Observer
 from cdm_exporter.config import (
     AkSkAuthConfig,
     AuthConfig,
@@ -23,7 +24,6 @@ from cdm_exporter.polling.poller import ApiClient
 
 log = logging.getLogger(__name__)
 
-Observer = Callable[[str, str, float], None]
 #: (target, collection settings, request observer) -> (client, credential identity)
 ClientFactory = Callable[[TargetConfig, CollectionConfig, Observer], tuple[ApiClient, str]]
 

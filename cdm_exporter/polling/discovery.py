@@ -30,19 +30,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from cdm_exporter.api.client import LIST_CLUSTERS
 from cdm_exporter.api.errors import AuthError, CdmError, NameNotResolved, NotFound, RateLimited
-from cdm_exporter.api.iam_projects import IAM_PROJECTS
-from cdm_exporter.api.models import AuthProject, Cluster, JobPage, Submission
-from cdm_exporter.api.responses import IAM_ENDPOINT
+from cdm_exporter.api.models import AuthProject, Cluster, JobPage, Submission, SubmissionPage
+from cdm_exporter.api.paging import JOB_PAGE_SIZE
+from cdm_exporter.api.transport import Observer
 from cdm_exporter.config import CollectionConfig, ConfigError, TargetConfig
 from cdm_exporter.config.model import project_region
 from cdm_exporter.polling.budget import Budgets, budget_identity
-from cdm_exporter.polling.client_factory import ClientFactory, ListerFactory, Observer
+from cdm_exporter.polling.client_factory import ClientFactory, ListerFactory
 from cdm_exporter.polling.failure_log import FailureLog
-from cdm_exporter.polling.poller import MIN_REQUEST_SECONDS, PAGE_SIZE, ApiClient, TargetPoller
-from cdm_exporter.polling.singleflight import SingleFlight
+from cdm_exporter.polling.poller import MIN_REQUEST_SECONDS, ApiClient, TargetPoller
 from cdm_exporter.polling.state import DiscoveryView, TargetView
+from cdm_exporter.singleflight import FlightTimeout, SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +57,11 @@ MAX_PARALLEL_PROJECTS = 64
 
 def unavailable_reason(error: CdmError) -> str | None:
     """Why a project that never answered is set aside, or ``None`` for an ordinary failure."""
-    if error.endpoint == IAM_ENDPOINT:
+    if error.endpoint == "iam_token":
         # the project-scoped token was refused; any other IAM failure says nothing of the project
         return FORBIDDEN if isinstance(error, AuthError) else None
     if isinstance(error, NameNotResolved) or (
-        isinstance(error, NotFound) and error.endpoint == LIST_CLUSTERS
+        isinstance(error, NotFound) and error.endpoint == "list_clusters"
     ):
         return NOT_OFFERED
     if isinstance(error, AuthError):
@@ -92,7 +91,7 @@ class _Watched:
         cluster_id: str,
         job_type: str,
         page_no: int,
-        page_size: int = PAGE_SIZE,
+        page_size: int = JOB_PAGE_SIZE,
         *,
         timeout: float | None = None,
     ) -> JobPage:
@@ -101,10 +100,10 @@ class _Watched:
     def job_status(self, cluster_id: str, job_name: str, *, timeout: float | None = None) -> list[Submission]:
         return self._client.job_status(cluster_id, job_name, timeout=timeout)
 
-    def submissions(
-        self, cluster_id: str, job_name: str, *, timeout: float | None = None
-    ) -> list[Submission]:
-        return self._client.submissions(cluster_id, job_name, timeout=timeout)
+    def submissions_page(
+        self, cluster_id: str, job_name: str, page_no: int = 1, *, timeout: float | None = None
+    ) -> SubmissionPage:
+        return self._client.submissions_page(cluster_id, job_name, page_no, timeout=timeout)
 
     def close(self) -> None:
         self._client.close()
@@ -119,7 +118,7 @@ class _Project:
     identity: str  # whose budget it spends (budget_identity)
     client: _Watched
     poller: TargetPoller
-    flight: SingleFlight
+    flight: SingleFlight[None]
     unavailable: str | None = None
     recheck_at: float = 0.0
     dropped: bool = False  # no longer listed: its poller is closed
@@ -232,11 +231,11 @@ class ProjectDiscovery:
             listed = self._lister.list_auth_projects(timeout=min(self.collection.read_timeout, left))
         except CdmError as error:
             # known projects keep being polled; a failed listing is retried at every collection
-            self.failures.failed(IAM_PROJECTS, error)
+            self.failures.failed("iam_projects", error)
             with self._lock:
                 self._listing_ok, self._error = False, str(error)
             return
-        self.failures.recovered(IAM_PROJECTS)
+        self.failures.recovered("iam_projects")
         wanted: dict[str, tuple[AuthProject, str]] = {}
         for project in listed:
             region = project_region(project.name)
@@ -307,13 +306,15 @@ class ProjectDiscovery:
         poller = TargetPoller(
             config, self.collection, watched, self._budgets, identity, wall=self._wall, mono=self._mono
         )
-        return _Project(info, region, identity, watched, poller, SingleFlight(self._mono))
+        return _Project(info, region, identity, watched, poller, SingleFlight())
 
     # --- projects ----------------------------------------------------------------------------
 
     def _refresh_project(self, project: _Project, deadline: float) -> None:
         try:
-            project.flight.do(lambda: self._poll(project, deadline), deadline)
+            project.flight.do(lambda: self._poll(project, deadline), deadline - self._mono())
+        except FlightTimeout:
+            pass  # an earlier collection's refresh of it outlives our deadline: serve what is known
         except Exception:  # a bug in one project must not end the others' collection
             if project.dropped:  # its poller was closed under it: nothing is lost
                 log.debug("dropped project's last refresh ended", exc_info=True)
@@ -362,7 +363,7 @@ class ProjectDiscovery:
         try:
             project.client.list_clusters(timeout=min(self.collection.read_timeout, left))
         except CdmError as error:
-            if isinstance(error, RateLimited) and error.endpoint == LIST_CLUSTERS:
+            if isinstance(error, RateLimited) and error.endpoint == "list_clusters":
                 bucket.throttled()
                 return
             project.unavailable = unavailable_reason(error) or project.unavailable

@@ -3,11 +3,15 @@
 Each collection (docs/architecture.md, "Polling within the API budget"):
 
 1. reads the cluster list when it is older than ``discovery_interval`` (or the last read failed);
-2. reads each cluster's job list, every job type, page by page, when it is older than
-   ``job_list_interval``; a list that the budget cuts short resumes at the next collection;
+2. reads each cluster's job list, every job type, page by page under the one paging rule
+   (:mod:`cdm_exporter.api.paging`), when it is older than ``job_list_interval``; a list that
+   the budget cuts short resumes at the next collection, one whose pages do not add up fails; a
+   type the cluster refuses is skipped there and tried again hourly (``job_types``);
 3. fetches ``/status`` for BOOTING/RUNNING jobs first, then jobs whose list entry changed since
-   their last fetch, then the oldest-refreshed rest, as far as the budget and the deadline allow;
-4. reads the run history of a job only when a run may have ended unseen (for last success);
+   their last fetch, then the oldest-refreshed rest, as far as the budget and the deadline allow
+   (:mod:`cdm_exporter.polling.schedule`);
+4. reads the run history of a job only when a run may have ended unseen (for last success),
+   page by page until the newest success is known (``history``);
 5. keeps everything else as last known, and forgets jobs and clusters that no longer exist.
 
 Requests that outlive the deadline finish in the background and land in the state for the next
@@ -19,29 +23,38 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Protocol
 
+from cdm_exporter.api.endpoints import POLICIES, Endpoint
 from cdm_exporter.api.errors import AuthError, CdmError, NotFound, RateLimited
-from cdm_exporter.api.models import FAILED_STATUSES, Cluster, JobPage, Submission, latest
+from cdm_exporter.api.models import (
+    FAILED_STATUSES,
+    Cluster,
+    JobPage,
+    Submission,
+    SubmissionPage,
+)
+from cdm_exporter.api.paging import JOB_PAGE_SIZE, JobListPaging
+from cdm_exporter.api.subjobs import current_run
 from cdm_exporter.config import CollectionConfig, TargetConfig
-from cdm_exporter.polling.budget import POLICIES, Budgets, TokenBucket
+from cdm_exporter.polling.budget import Budgets, TokenBucket
 from cdm_exporter.polling.failure_log import FailureLog
+from cdm_exporter.polling.history import HistoryScan
+from cdm_exporter.polling.job_types import refuses_type, skipped
+from cdm_exporter.polling.schedule import missed_a_run, status_fetch_order
 from cdm_exporter.polling.state import ClusterState, ClusterView, JobState, ListingCursor, TargetView
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 100
 #: a request is not started with less time than this left before the deadline
 MIN_REQUEST_SECONDS = 0.05
-#: the job list is never trusted beyond this many pages per type (a server repeating pages)
-MAX_PAGES = 1000
 
 
 class ApiClient(Protocol):
-    """The calls the poller needs (``cdm_exporter.client.CdmClient``)."""
+    """The calls the poller needs (:class:`cdm_exporter.api.client.CdmClient`)."""
 
     def list_clusters(self, *, timeout: float | None = None) -> list[Cluster]: ...
 
@@ -50,18 +63,20 @@ class ApiClient(Protocol):
         cluster_id: str,
         job_type: str,
         page_no: int,
-        page_size: int = PAGE_SIZE,
+        page_size: int = JOB_PAGE_SIZE,
         *,
         timeout: float | None = None,
-    ) -> JobPage: ...
+    ) -> JobPage:
+        """One page of one job type's list; entries without ``job_type`` get ``job_type``."""
+        ...
 
     def job_status(
         self, cluster_id: str, job_name: str, *, timeout: float | None = None
     ) -> list[Submission]: ...
 
-    def submissions(
-        self, cluster_id: str, job_name: str, *, timeout: float | None = None
-    ) -> list[Submission]: ...
+    def submissions_page(
+        self, cluster_id: str, job_name: str, page_no: int = 1, *, timeout: float | None = None
+    ) -> SubmissionPage: ...
 
     def close(self) -> None: ...
 
@@ -118,12 +133,14 @@ class TargetPoller:
     def view(self) -> TargetView:
         with self._lock:
             clusters = tuple(
-                ClusterView(c.cluster, c.up, tuple(c.jobs.values()), c.list_error)
+                ClusterView(
+                    c.cluster, c.up, tuple(c.jobs.values()), c.list_error, tuple(sorted(c.unsupported))
+                )
                 for c in self._clusters.values()
             )
             up = None if self._clusters_ok is None else (self._clusters_ok and not self._auth_failed)
             error = self._error
-        remaining = {p: self._bucket(p).available() for p in POLICIES}
+        remaining = {p: self._budgets.bucket(self._identity, p).available() for p in POLICIES}
         return TargetView(
             self.target.name, self.target.project_id, self.target.region, up, clusters, error, remaining
         )
@@ -134,8 +151,9 @@ class TargetPoller:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _bucket(self, policy: str) -> TokenBucket:
-        return self._budgets.bucket(self._identity, policy)
+    def _bucket(self, endpoint: Endpoint) -> TokenBucket:
+        """The budget ``endpoint``'s calls draw from."""
+        return self._budgets.for_endpoint(self._identity, endpoint)
 
     def _timeout(self, deadline: float) -> float | None:
         """Read timeout for a request started now, or None when there is no time left."""
@@ -173,7 +191,7 @@ class TargetPoller:
         )
         if not due:
             return
-        bucket = self._bucket("common")
+        bucket = self._bucket("list_clusters")
         timeout = self._timeout(deadline)
         if timeout is None or not bucket.try_acquire():
             return
@@ -232,17 +250,28 @@ class TargetPoller:
             cursor = state.listing or ListingCursor()
             state.listing = cursor
         types = self.target.jobs.types
-        bucket = self._bucket("common")
+        bucket = self._bucket("list_jobs")
         while cursor.type_index < len(types):
+            job_type = types[cursor.type_index]
+            if skipped(job_type, state.unsupported, self._mono()):
+                cursor.type_index += 1  # refused before: tried again only hourly
+                continue
             timeout = self._timeout(deadline)
             if timeout is None or not bucket.try_acquire():
                 return  # resume at the next collection
-            job_type = types[cursor.type_index]
+            paging = cursor.paging
             try:
                 page = self.client.list_jobs_page(
-                    cluster_id, job_type, cursor.page_no, PAGE_SIZE, timeout=timeout
+                    cluster_id, job_type, paging.page_no, paging.page_size, timeout=timeout
                 )
+                paging.accept(page)  # a PagingError fails this list like any other error
             except CdmError as error:
+                if refuses_type(state.cluster, error):
+                    # the cluster may not know this type: settled once the other types are listed
+                    cursor.refused[job_type] = error
+                    cursor.type_index += 1
+                    cursor.paging = JobListPaging()
+                    continue
                 self._call_failed(_list_scope(cluster_id), error, bucket)
                 with self._lock:
                     state.up = False  # a 429 too: the list did not work
@@ -253,17 +282,59 @@ class TargetPoller:
                         # spend the shared budget the healthy ones need
                         state.listed_at = self._mono()
                 return
-            self._call_worked(_list_scope(cluster_id))
+            self._call_worked(None)  # the list's failure ends only once the whole list is read
             for entry in page.jobs:
                 if self.target.jobs.matches(entry.name):
+                    # first one wins: a job can shift onto the next page while we page
                     typed = entry if entry.job_type is not None else replace(entry, job_type=job_type)
                     cursor.jobs.setdefault(entry.name, typed)
-            if _last_page(page, cursor.page_no) or cursor.page_no >= MAX_PAGES:
+            if paging.done:
+                cursor.listed.add(job_type)
                 cursor.type_index += 1
-                cursor.page_no = 1
-            else:
-                cursor.page_no += 1
+                cursor.paging = JobListPaging()
+        if cursor.refused and not cursor.listed:
+            self._every_type_refused(state, next(iter(cursor.refused.values())))
+            return
+        self._settle_job_types(state, cursor)
         self._apply_listing(state, cursor)
+        self.failures.recovered(_list_scope(cluster_id))
+
+    def _every_type_refused(self, state: ClusterState, error: CdmError) -> None:
+        """No type could be listed: the cluster's list failed (it is down, not selective)."""
+        self._call_failed(_list_scope(state.cluster.id), error, None)
+        with self._lock:
+            state.up = False
+            state.list_error = str(error)
+            state.listing = None
+            state.listed_at = self._mono()
+
+    def _settle_job_types(self, state: ClusterState, cursor: ListingCursor) -> None:
+        """Remember the types the cluster refused while others listed fine (logged once each),
+        and forget those it lists again."""
+        now = self._mono()
+        with self._lock:  # view() reads the set
+            known = dict(state.unsupported)
+            state.unsupported.update(dict.fromkeys(cursor.refused, now))
+            for job_type in cursor.listed:
+                state.unsupported.pop(job_type, None)
+        for job_type, error in cursor.refused.items():
+            if job_type not in known:
+                log.warning(
+                    "cluster does not list this job type; skipped, tried again hourly",
+                    extra={
+                        "target": self.target.name,
+                        "cluster_id": state.cluster.id,
+                        "job_type": job_type,
+                        "status": error.status,
+                        "code": error.code,
+                        "error": error.message,
+                    },
+                )
+        for job_type in cursor.listed & set(known):
+            log.info(
+                "cluster lists this job type again",
+                extra={"target": self.target.name, "cluster_id": state.cluster.id, "job_type": job_type},
+            )
 
     def _apply_listing(self, state: ClusterState, cursor: ListingCursor) -> None:
         with self._lock:
@@ -281,32 +352,12 @@ class TargetPoller:
 
     # --- 3. job status -----------------------------------------------------------------------
 
-    def _status_order(self) -> tuple[list[JobState], list[JobState], list[JobState]]:
-        """Running, changed and other jobs, each oldest-refreshed first (architecture.md, "What a
-        collection fetches")."""
+    def _start_status_fetches(self, deadline: float) -> list[Future[None]]:
+        slots = int(self._bucket("job_status").available())
         with self._lock:
             jobs = [j for c in self._clusters.values() for j in c.jobs.values()]
-
-        def age(job: JobState) -> float:
-            return job.refreshed_at if job.refreshed_at is not None else float("-inf")
-
-        active = sorted((j for j in jobs if j.active), key=age)
-        changed = sorted((j for j in jobs if not j.active and j.changed_since_fetch), key=age)
-        rest = sorted((j for j in jobs if not j.active and not j.changed_since_fetch), key=age)
-        return active, changed, rest
-
-    def _start_status_fetches(self, deadline: float) -> list[Future[None]]:
-        bucket = self._bucket("job_status")
-        slots = int(bucket.available())
-        active, changed, rest = self._status_order()
-        # Running jobs come first, but when they alone would take every call, a quarter is kept
-        # for jobs whose list entry changed: a run that ended must be read (its error, counters,
-        # last success) even while more jobs run than the budget can refresh.
-        reserve = min(len(changed), max(1, slots // 4)) if len(active) >= slots else 0
-        first = active[: max(0, slots - reserve)]
-        ordered = first + changed + active[len(first) :] + rest
         futures = []
-        for job in ordered:
+        for job in status_fetch_order(jobs, slots):
             if slots <= 0:
                 break
             key = ("status", job.cluster_id, job.name)
@@ -345,7 +396,7 @@ class TargetPoller:
             self._call_failed("job_status", error, bucket)
             return
         self._call_worked(None)
-        run = latest(runs)
+        run = current_run(job_name, runs)  # an entire-DB parent's run is made from its sub-jobs'
         refreshed_at = self._wall()
         with self._lock:
             job = self._job(cluster_id, job_name)
@@ -357,11 +408,8 @@ class TargetPoller:
         """Record a fetched run, deriving last success and whether history must be read."""
         run, previous = new.latest, old.latest
         if run is not None:
-            if run.status == "SUCCEEDED":
-                end = run.last_update_date or run.execute_date or run.creation_date
-                if end is not None:
-                    new = replace(new, last_success=max(end, new.last_success or 0.0))
-            new = replace(new, history_wanted=new.history_wanted or _missed_a_run(previous, run))
+            new = new.with_successes([run])
+            new = replace(new, history_wanted=new.history_wanted or missed_a_run(previous, run))
             if run.status in FAILED_STATUSES and (
                 previous is None
                 or previous.submission_id != run.submission_id
@@ -389,15 +437,18 @@ class TargetPoller:
 
     def _start_history_reads(self, deadline: float) -> list[Future[None]]:
         now = self._mono()
-        bucket = self._bucket("common")
-        slots = int(bucket.available())
+        slots = int(self._bucket("submissions").available())
         with self._lock:
             wanted = [
                 j
                 for c in self._clusters.values()
                 for j in c.jobs.values()
                 if j.history_wanted
-                and (j.history_at is None or now - j.history_at >= self.collection.history_interval)
+                and (
+                    j.history_scan is not None  # a scan the budget cut short goes on
+                    or j.history_at is None
+                    or now - j.history_at >= self.collection.history_interval
+                )
             ]
         futures = []
         for job in sorted(wanted, key=lambda j: j.history_at or float("-inf"))[: max(0, slots)]:
@@ -411,33 +462,47 @@ class TargetPoller:
         return futures
 
     def _read_history(self, cluster_id: str, job_name: str, deadline: float) -> None:
-        bucket = self._bucket("common")
-        timeout = self._timeout(deadline)
-        if timeout is None or not bucket.try_acquire():
-            return
+        """Read the history page by page until the last success is known (:class:`HistoryScan`)."""
+        bucket = self._bucket("submissions")
+        with self._lock:
+            job = self._job(cluster_id, job_name)
+            scan = (job.history_scan if job is not None else None) or HistoryScan()
         started = self._mono()
-        try:
-            runs = self.client.submissions(cluster_id, job_name, timeout=timeout)
-        except CdmError as error:
-            self._call_failed("submissions", error, bucket)
-            with self._lock:
-                job = self._job(cluster_id, job_name)
-                if job is not None:
-                    self._clusters[cluster_id].jobs[job_name] = replace(job, history_at=started)
-            return
-        self._call_worked(None)
-        ends = [
-            r.last_update_date or r.execute_date or r.creation_date for r in runs if r.status == "SUCCEEDED"
-        ]
-        found = max((e for e in ends if e is not None), default=None)
+        while not scan.done:
+            timeout = self._timeout(deadline)
+            if timeout is None or not bucket.try_acquire():
+                self._store_history(cluster_id, job_name, scan, started)  # resumed next time
+                return
+            try:
+                page = self.client.submissions_page(cluster_id, job_name, scan.page_no, timeout=timeout)
+            except CdmError as error:
+                self._call_failed("submissions", error, bucket)
+                self._store_history(cluster_id, job_name, None, started)  # again at the interval
+                return
+            self._call_worked(None)
+            scan = scan.read(page)
+        self._store_history(cluster_id, job_name, scan, started)
+
+    def _store_history(
+        self, cluster_id: str, job_name: str, scan: HistoryScan | None, started: float
+    ) -> None:
         with self._lock:
             job = self._job(cluster_id, job_name)
             if job is None:
                 return
-            best = max((v for v in (job.last_success, found) if v is not None), default=None)
-            self._clusters[cluster_id].jobs[job_name] = replace(
-                job, last_success=best, history_wanted=False, history_at=started
-            )
+            if scan is None:  # the read failed: keep what is known, try at the next interval
+                new = replace(job, history_at=started, history_scan=None)
+            else:
+                found = scan.last_success
+                best = max((v for v in (job.last_success, found) if v is not None), default=None)
+                new = replace(
+                    job,
+                    last_success=best,
+                    history_wanted=not scan.done,
+                    history_at=started,
+                    history_scan=None if scan.done else scan,
+                )
+            self._clusters[cluster_id].jobs[job_name] = new
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
@@ -463,35 +528,6 @@ class TargetPoller:
                 self._inflight.discard(key)
 
 
-def _last_page(page: JobPage, page_no: int) -> bool:
-    if len(page.jobs) + page.dropped < PAGE_SIZE:
-        return True
-    return page.total is not None and page_no * PAGE_SIZE >= page.total
-
-
 def _list_scope(cluster_id: str) -> str:
     """The failure scope of one cluster's job list."""
     return f"list_jobs@{cluster_id}"
-
-
-def _missed_a_run(previous: Submission | None, run: Submission) -> bool:
-    """Could a run have finished between two observations without us seeing how?"""
-    if run.status == "SUCCEEDED":
-        return False  # this run itself tells the last success
-    if previous is None:
-        return run.status not in ("NEVER_EXECUTED", "NEW", None)
-    if run.submission_id is None or previous.submission_id is None:
-        return run.creation_date != previous.creation_date
-    if run.submission_id == previous.submission_id:
-        return False
-    # a new run started: the previous one ended unseen unless we saw it end, and runs between
-    # the two were never seen at all
-    seen_end = previous.status not in ("BOOTING", "RUNNING", "PENDING")
-    return run.submission_id > previous.submission_id + 1 or not seen_end
-
-
-def iter_jobs(views: Iterable[TargetView]) -> Iterable[tuple[TargetView, ClusterView, JobState]]:
-    for target in views:
-        for cluster in target.clusters:
-            for job in cluster.jobs:
-                yield target, cluster, job

@@ -6,9 +6,40 @@ a consistent snapshot by copying references while the poller's worker threads ke
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
-from cdm_exporter.api.models import ACTIVE_STATUSES, Cluster, Counters, JobSummary, Submission
+from cdm_exporter.api.endpoints import Policy
+from cdm_exporter.api.errors import CdmError
+from cdm_exporter.api.models import (
+    ACTIVE_STATUSES,
+    Cluster,
+    Counters,
+    JobSummary,
+    Submission,
+    agreed_status,
+    list_status_agrees,
+)
+from cdm_exporter.api.paging import JobListPaging
+from cdm_exporter.polling.history import HistoryScan
+
+
+class JobInfo(NamedTuple):
+    """The non-numeric facts of a job (the labels of ``cdm_job_info``); "" where none is known."""
+
+    job_type: str
+    external_id: str
+    creation_user: str
+    last_update_user: str
+    incremental: str  # "true", "false" or ""
+    execute_auto: str
+    delete_after_run: str
+    stopping_increment: str
+    from_connector: str
+    to_connector: str
+    from_link: str
+    to_link: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +54,7 @@ class JobState:
     last_success: float | None = None  # end of the latest SUCCEEDED run known
     history_wanted: bool = False  # a run may have ended unseen: read the run history
     history_at: float | None = None  # monotonic time of the last history read
+    history_scan: HistoryScan | None = None  # a history read the budget cut short, resumed next
 
     @property
     def name(self) -> str:
@@ -38,13 +70,13 @@ class JobState:
             return False
         if self.fetched_key == self.summary.change_key:
             return True
-        return _same_run(self.summary, run) and _agrees(self.summary.status, run.status)
+        return _same_run(self.summary, run) and list_status_agrees(self.summary.status, run.status)
 
     @property
     def status(self) -> str | None:
         """The newest status known, from the fetched run or else the list entry."""
         if self.latest is not None and (self.latest_is_current or self.summary.status is None):
-            return self.latest.status
+            return agreed_status(self.summary.status, self.latest.status)
         return self.summary.status or (self.latest.status if self.latest else None)
 
     @property
@@ -53,12 +85,42 @@ class JobState:
 
     @property
     def changed_since_fetch(self) -> bool:
+        if self.latest is None:
+            # never fetched, or fetched and the job had no run yet (a NEW job answers an empty
+            # list): changed only once its list entry moves on
+            return self.refreshed_at is None or self.fetched_key != self.summary.change_key
         return not self.latest_is_current
 
     @property
     def current_run(self) -> Submission | None:
         """The fetched run when it is still the newest information, else ``None``."""
         return self.latest if self.latest_is_current else None
+
+    def with_successes(self, runs: Iterable[Submission]) -> JobState:
+        """This state with ``last_success`` moved on to the end of the latest SUCCEEDED run among
+        ``runs``; it never moves back (a history page may not reach the run we saw end)."""
+        ends = [run.end_date for run in runs if run.status == "SUCCEEDED"]
+        known = [end for end in (self.last_success, *ends) if end is not None]
+        return replace(self, last_success=max(known)) if known else self
+
+    def info(self) -> JobInfo:
+        """The job's facts: the fetched run's where it has them, else the list entry's."""
+        run, summary = self.latest, self.summary
+        incremental = run.is_incrementing if run is not None else None
+        return JobInfo(
+            job_type=summary.job_type or "",
+            external_id=(run.external_id if run else None) or summary.external_id or "",
+            creation_user=(run.creation_user if run else None) or summary.creation_user or "",
+            last_update_user=(run.last_update_user if run else None) or summary.update_user or "",
+            incremental=_flag(summary.is_incremental if incremental is None else incremental),
+            execute_auto=_flag(run.is_execute_auto if run else None),
+            delete_after_run=_flag(run.is_delete_job if run else None),
+            stopping_increment=(run.is_stopping_increment if run else None) or "",
+            from_connector=summary.from_connector or "",
+            to_connector=summary.to_connector or "",
+            from_link=summary.from_link or "",
+            to_link=summary.to_link or "",
+        )
 
     def counters(self) -> Counters | None:
         """Counters of the latest run: the run's own, else the list entry's (which carries some
@@ -81,12 +143,8 @@ class JobState:
         )
 
 
-#: list status -> the run statuses it stands for (the list reports FAILED for FAILURE_ON_SUBMIT)
-_LIST_STATUS_MEANS = {"FAILED": ("FAILED", "FAILURE_ON_SUBMIT"), "NEW": ("NEW", "NEVER_EXECUTED")}
-
-
-def _agrees(list_status: str | None, run_status: str | None) -> bool:
-    return list_status is None or run_status in _LIST_STATUS_MEANS.get(list_status, (list_status,))
+def _flag(value: bool | None) -> str:
+    return "" if value is None else ("true" if value else "false")
 
 
 def _same_run(summary: JobSummary, run: Submission) -> bool:
@@ -103,8 +161,10 @@ class ListingCursor:
     """A job list being read page by page, possibly across several collections (budget)."""
 
     type_index: int = 0
-    page_no: int = 1
+    paging: JobListPaging = field(default_factory=JobListPaging)  # of the type being read
     jobs: dict[str, JobSummary] = field(default_factory=dict)
+    listed: set[str] = field(default_factory=set)  # job types listed to the end
+    refused: dict[str, CdmError] = field(default_factory=dict)  # types the cluster seems not to know
 
 
 @dataclass
@@ -115,6 +175,7 @@ class ClusterState:
     listed_at: float | None = None  # monotonic time the last complete list was read
     listing: ListingCursor | None = None
     list_error: str | None = None
+    unsupported: dict[str, float] = field(default_factory=dict)  # job type -> monotonic time refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +184,7 @@ class ClusterView:
     up: bool | None
     jobs: tuple[JobState, ...]
     error: str | None
+    unsupported_types: tuple[str, ...] = ()  # job types this cluster refused to list
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +197,7 @@ class TargetView:
     up: bool | None
     clusters: tuple[ClusterView, ...]
     error: str | None
-    budget_remaining: dict[str, float]
+    budget_remaining: dict[Policy, float]
     #: the IAM project name, for a project found by discovery (``None`` for a configured one)
     project_name: str | None = None
     #: why a discovered project is set aside (``not_offered``, ``forbidden``), else ``None``

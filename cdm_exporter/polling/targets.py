@@ -24,10 +24,10 @@ from cdm_exporter.polling.client_factory import (
 )
 from cdm_exporter.polling.discovery import ProjectDiscovery
 from cdm_exporter.polling.poller import TargetPoller
-from cdm_exporter.polling.singleflight import SingleFlight
 from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.state import TargetView
 from cdm_exporter.polling.telemetry import ApiTelemetry, TelemetrySnapshot
+from cdm_exporter.singleflight import FlightTimeout, SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class _Target:
     def __init__(self, poller: TargetPoller | ProjectDiscovery, telemetry: ApiTelemetry) -> None:
         self.poller = poller
         self.telemetry = telemetry
-        self.flight = SingleFlight()
+        self.flight: SingleFlight[None] = SingleFlight()
 
     def views(self) -> tuple[TargetView, ...]:
         if isinstance(self.poller, ProjectDiscovery):
@@ -153,7 +153,9 @@ class Exporter:
 
     def _refresh_one(self, target: _Target, deadline: float) -> None:
         try:
-            target.flight.do(lambda: target.poller.refresh(deadline), deadline)
+            target.flight.do(lambda: target.poller.refresh(deadline), deadline - self._mono())
+        except FlightTimeout:
+            pass  # another scrape's collection outlives our deadline: serve what is known
         except Exception:
             log.exception("collection failed", extra={"target": target.poller.target.name})
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-ENDPOINTS: tuple[str, ...] = ("iam_token", "list_clusters", "list_jobs", "job_status", "submissions")
+from cdm_exporter.api.endpoints import ENDPOINT_POLICY, Endpoint
 
 #: latency buckets (seconds) for a cloud API answering in tens to thousands of milliseconds
 DURATION_BUCKETS: tuple[float, ...] = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -47,13 +47,13 @@ class Histogram:
 
 @dataclass(frozen=True)
 class TelemetrySnapshot:
-    requests: dict[tuple[str, str], int]  # (endpoint, code) -> count
-    durations: dict[str, Histogram]  # endpoint -> latency
+    requests: dict[tuple[Endpoint, str], int]  # (endpoint, code) -> count
+    durations: dict[Endpoint, Histogram]  # endpoint -> latency
 
     @staticmethod
     def merge(snapshots: Iterable[TelemetrySnapshot]) -> TelemetrySnapshot:
-        requests: dict[tuple[str, str], int] = {}
-        durations: dict[str, Histogram] = {}
+        requests: dict[tuple[Endpoint, str], int] = {}
+        durations: dict[Endpoint, Histogram] = {}
         for snap in snapshots:
             for key, count in snap.requests.items():
                 requests[key] = requests.get(key, 0) + count
@@ -69,10 +69,13 @@ class ApiTelemetry:
         self._lock = threading.Lock()
         # throttling starts at 0, so that rate() sees the first 429s (a series that appears with
         # its first increment has no earlier sample to rate against)
-        self._requests: dict[tuple[str, str], int] = {(endpoint, "429"): 0 for endpoint in ENDPOINTS[1:]}
-        self._durations: dict[str, Histogram] = {}
+        self._requests: dict[tuple[Endpoint, str], int] = {
+            (endpoint, "429"): 0
+            for endpoint in ENDPOINT_POLICY  # the CDM calls
+        }
+        self._durations: dict[Endpoint, Histogram] = {}
 
-    def observe(self, endpoint: str, code: str, seconds: float) -> None:
+    def observe(self, endpoint: Endpoint, code: str, seconds: float) -> None:
         with self._lock:
             self._requests[(endpoint, code)] = self._requests.get((endpoint, code), 0) + 1
             self._durations.setdefault(endpoint, Histogram()).observe(seconds)
@@ -84,7 +87,7 @@ class ApiTelemetry:
                 {ep: Histogram(list(h.counts), h.total) for ep, h in self._durations.items()},
             )
 
-    def count(self, endpoint: str, code: str | None = None) -> int:
+    def count(self, endpoint: Endpoint, code: str | None = None) -> int:
         """Requests made to ``endpoint`` (with ``code`` when given); for logs and tests."""
         with self._lock:
             return sum(n for (ep, c), n in self._requests.items() if ep == endpoint and code in (None, c))

@@ -11,18 +11,21 @@ deterministically from the seed so that clients meet every variant:
   the cluster's own server);
 * unknown job: 400 ``Cdm.0100`` (sometimes ``Cdm.0054``);
 * ``page_size`` of ``job/all`` defaults to 10 or 100; out of 10..100 it is 400 ``Cdm.0024``;
-* ShowSubmissions accepts ``page_no``/``page_size`` (1..100, default 10).
+* ShowSubmissions accepts ``page_no``/``page_size`` (1..100, default 10) and lists runs in
+  ``settings.history_order`` (newest first by default);
+* a job type in ``settings.refused_job_types`` is answered 400 ``Cdm.0014`` on every cluster.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from cdm_exporter.simulator import errors, responses, rng
 from cdm_exporter.simulator.generate import JOB_TYPES
 from cdm_exporter.simulator.settings import SimulatorSettings
-from cdm_exporter.simulator.world import ClusterNotFound, JobNotFound, JobView, World
+from cdm_exporter.simulator.world import ClusterNotFound, History, JobNotFound, JobView, World
 
 Result = tuple[int, dict[str, Any]]
 
@@ -81,7 +84,7 @@ class CdmApi:
                 return self._unknown_job(cluster_id, single)
             return 200, responses.jobs_body([job], 0, page_no, page_size, self.seed)
         job_type = params.get("jobType") or "NORMAL_JOB"
-        if job_type not in JOB_TYPES:
+        if job_type not in JOB_TYPES or job_type in self.settings.refused_job_types:
             return 400, errors.cdm_error("Cdm.0014")
         try:
             page, total = self.world.job_page(
@@ -119,7 +122,17 @@ class CdmApi:
             history = self.world.history(cluster_id, name)
         except (JobNotFound, ClusterNotFound):  # deleted in between
             return self._unknown_job(cluster_id, name)
-        return 200, responses.submissions_body(job, history, page_no, page_size, self.seed)
+        ordered = self._ordered(history, cluster_id, name)
+        return 200, responses.submissions_body(job, ordered, page_no, page_size, self.seed)
+
+    def _ordered(self, history: History, cluster_id: str, name: str) -> History:
+        order = self.settings.history_order
+        if order == "oldest-first":
+            return replace(history, runs=history.runs[::-1])
+        if order == "shuffled":
+            key = (self.seed, "history-order", cluster_id, name)
+            return replace(history, runs=sorted(history.runs, key=lambda r: rng.unit(*key, r.submission_id)))
+        return history
 
     def _job(self, cluster_id: str, name: str) -> JobView | None:
         try:

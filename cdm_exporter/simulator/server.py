@@ -18,15 +18,20 @@ import ssl
 import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
-from cdm_exporter.simulator.app import SimulatorApp
 from cdm_exporter.simulator.exchange import Plan, Request
 
 log = logging.getLogger("cdm_exporter.simulator")
 
 _FILL_CHUNK = b"x" * 65536
 MAX_REQUEST_BODY = 1024 * 1024
+
+
+class Application(Protocol):
+    """What the HTTP layer serves: the simulated API, or a recording played back."""
+
+    def handle(self, req: Request) -> Plan: ...
 
 
 class SimulatorHTTPServer(ThreadingHTTPServer):
@@ -39,7 +44,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        app: SimulatorApp,
+        app: Application,
         stop_event: threading.Event,
         ssl_context: ssl.SSLContext | None,
     ) -> None:

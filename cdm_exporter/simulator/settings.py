@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cdm_exporter.simulator.generate import JOB_TYPES
+
 DEFAULT_PROJECT_ID = "0123456789abcdef0123456789abcdef"
 DEFAULT_REGION = "cn-north-4"
 DEFAULT_TOKEN = "sim-token"  # noqa: S105 - a documented test credential
@@ -21,6 +23,8 @@ DEFAULT_SECRET_KEY = "SIMSK"  # noqa: S105 - a documented test credential
 DEFAULT_IAM_DOMAIN = "sim-domain"
 DEFAULT_IAM_USER = "sim-user"
 DEFAULT_IAM_PASSWORD = "sim-password"  # noqa: S105 - a documented test credential
+
+HISTORY_ORDERS = ("newest-first", "oldest-first", "shuffled")
 
 # A path segment must not be able to smuggle another path in: project ids are plain tokens.
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -39,6 +43,10 @@ class SimulatorSettings:
     ``cn-north-4_analytics``), each with ``clusters`` clusters of ``jobs`` jobs; their regions are
     served on ports of their own.  ``regions_without_cdm`` are regions (with their default
     project) whose gateway offers no CDM API.
+    ``refused_job_types``: job types every cluster answers a list of with 400 ``Cdm.0014``, as
+    a cluster of a version that does not know them (the newest ShowJobs reference has no
+    SCENARIO_JOB). ``history_order``: the order of ShowSubmissions' runs, which nothing
+    documents: ``newest-first``, ``oldest-first`` or ``shuffled`` (a fixed permutation per job).
     """
 
     project_id: str = DEFAULT_PROJECT_ID
@@ -62,6 +70,8 @@ class SimulatorSettings:
     certfile: str | None = None
     keyfile: str | None = None
     signature_max_skew_seconds: float = 15 * 60.0
+    refused_job_types: tuple[str, ...] = ()
+    history_order: str = "newest-first"
     extra_projects: tuple[str, ...] = ()
     regions_without_cdm: tuple[str, ...] = ()
 
@@ -97,6 +107,13 @@ class SimulatorSettings:
         for name in ("token", "access_key", "secret_key", "iam_domain", "iam_user", "iam_password"):
             if not getattr(self, name):
                 problems.append(f"{name} must not be empty")
+        unknown = [t for t in self.refused_job_types if t not in JOB_TYPES]
+        if unknown:
+            problems.append(f"refused_job_types must be of {', '.join(JOB_TYPES)}, got {unknown[0]!r}")
+        if self.history_order not in HISTORY_ORDERS:
+            problems.append(
+                f"history_order must be one of {', '.join(HISTORY_ORDERS)}, got {self.history_order!r}"
+            )
         if problems:
             raise ValueError("; ".join(problems))
 

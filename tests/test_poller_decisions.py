@@ -1,0 +1,246 @@
+"""The poller's decisions, table by table, against a fake API client with a manual clock.
+
+What to fetch next (running, then changed, then the oldest, with a reserve for changed jobs),
+when a run ended unseen (the history is read), and where a job list ends or fails. The same
+behaviour end to end, over HTTP against the simulator, is in ``test_poller.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fake_api import CLUSTER, Call, FakeApi, PollerHarness, page, run, summary
+
+from cdm_exporter.api.models import JobPage, JobSummary, Submission
+
+
+@pytest.fixture
+def make_harness() -> Iterator[Callable[..., PollerHarness]]:
+    made: list[PollerHarness] = []
+
+    def make(api: FakeApi, **settings: Any) -> PollerHarness:
+        harness = PollerHarness(api, **settings)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.close()
+
+
+def fetched(calls: list[Call], endpoint: str) -> list[str]:
+    return [c.subject for c in calls if c.endpoint == endpoint]
+
+
+# --- what to fetch next ----------------------------------------------------------------------------
+
+ORDER: list[tuple[str, tuple[int, int, int], int, tuple[int, int, int]]] = [
+    # (case, jobs (running, changed, unchanged), status calls left, fetched (running, changed, unchanged))
+    ("budget-for-all", (2, 1, 2), 5, (2, 1, 2)),
+    ("running-then-changed", (2, 1, 2), 3, (2, 1, 0)),
+    ("then-the-oldest", (2, 1, 2), 4, (2, 1, 1)),
+    ("no-reserve-while-running-jobs-leave-room", (1, 2, 2), 2, (1, 1, 0)),
+    ("a-reserve-when-running-jobs-take-every-call", (4, 2, 2), 4, (3, 1, 0)),
+    ("the-reserve-is-a-quarter", (8, 3, 0), 8, (6, 2, 0)),
+    ("the-reserve-is-at-least-one", (3, 3, 0), 2, (1, 1, 0)),
+    ("no-reserve-without-changed-jobs", (8, 0, 2), 8, (8, 0, 0)),
+]
+
+
+@pytest.mark.parametrize(("jobs", "slots", "expected"), [r[1:] for r in ORDER], ids=[r[0] for r in ORDER])
+def test_what_to_fetch_next(
+    make_harness: Callable[..., PollerHarness],
+    jobs: tuple[int, int, int],
+    slots: int,
+    expected: tuple[int, int, int],
+) -> None:
+    running, changed, unchanged = jobs
+    api = FakeApi()
+    for i in range(running):
+        api.put(summary(f"running-{i}", "RUNNING"), run(f"running-{i}", 1, "RUNNING"))
+    for i in range(changed):
+        api.put(summary(f"changed-{i}"), run(f"changed-{i}", 1, "SUCCEEDED"))
+    for i in range(unchanged):
+        api.put(summary(f"unchanged-{i}"), run(f"unchanged-{i}", 1, "SUCCEEDED"))
+    harness = make_harness(api, job_status=60)
+    assert len(fetched(harness.collect(), "job_status")) == sum(jobs)  # every job fetched once
+    for i in range(changed):  # a new run of each of these failed since
+        api.put(summary(f"changed-{i}", "FAILED", 2000.0), run(f"changed-{i}", 2, "FAILED", 2000.0))
+    harness.clock.advance(60.0)  # the list is due again; the budget is back
+    harness.leave("job_status", slots)
+    calls = fetched(harness.collect(), "job_status")
+    kinds = Counter(name.split("-")[0] for name in calls)
+    assert (kinds["running"], kinds["changed"], kinds["unchanged"]) == expected, calls
+
+
+def test_jobs_are_refreshed_oldest_first(make_harness: Callable[..., PollerHarness]) -> None:
+    api = FakeApi()
+    for name in ("a", "b", "c"):
+        api.put(summary(name), run(name, 1, "SUCCEEDED"))
+    harness = make_harness(api, job_status=1, job_list_interval=3600.0)  # one status call a minute
+    order = [name for _ in range(5) for name in fetched(harness.collect(advance=60.0), "job_status")]
+    assert sorted(order[:3]) == ["a", "b", "c"]  # each once before any twice
+    assert order[3:] == order[:2]  # then the ones refreshed longest ago
+
+
+# --- when a run ended unseen ---------------------------------------------------------------------
+
+
+def no_ids(status: str, started: float) -> Submission:
+    return Submission(job_name="job", status=status, creation_date=started, execute_date=started)
+
+
+HISTORY: list[tuple[str, Submission, Submission, bool]] = [
+    # (case, the run seen first, the run seen next, is the history read?)
+    ("the-run-seen-running-succeeded", run("job", 1, "RUNNING"), run("job", 1, "SUCCEEDED"), False),
+    ("the-run-seen-running-failed", run("job", 1, "RUNNING"), run("job", 1, "FAILED"), False),
+    ("the-next-run-after-one-seen-to-end", run("job", 1, "FAILED"), run("job", 2, "FAILED", 2000.0), False),
+    ("a-run-in-between-never-seen", run("job", 1, "FAILED"), run("job", 3, "FAILED", 2000.0), True),
+    ("the-run-seen-running-ended-unseen", run("job", 1, "RUNNING"), run("job", 2, "RUNNING", 2000.0), True),
+    ("a-success-tells-itself", run("job", 1, "RUNNING"), run("job", 3, "SUCCEEDED", 2000.0), False),
+    ("no-ids-and-a-new-run", no_ids("FAILED", 1000.0), no_ids("FAILED", 2000.0), True),
+    ("no-ids-and-the-same-run", no_ids("RUNNING", 1000.0), no_ids("FAILED", 1000.0), False),
+]
+
+
+def seen_as(latest: Submission) -> tuple[JobSummary, Submission]:
+    started = latest.execute_date or 0.0
+    return summary("job", latest.status or "", started), latest
+
+
+@pytest.mark.parametrize(("first", "then", "read"), [r[1:] for r in HISTORY], ids=[r[0] for r in HISTORY])
+def test_the_history_is_read_when_a_run_ended_unseen(
+    make_harness: Callable[..., PollerHarness], first: Submission, then: Submission, read: bool
+) -> None:
+    api = FakeApi()
+    api.put(*seen_as(first))
+    harness = make_harness(api)
+    harness.collect()
+    harness.collect(advance=60.0)  # whatever the first sight asked for is read by now
+    assert not harness.jobs()["job"].history_wanted
+    api.put(*seen_as(then))
+    calls = harness.collect(advance=60.0) + harness.collect(advance=60.0)
+    assert fetched(calls, "submissions") == (["job"] if read else [])
+
+
+def test_the_history_tells_the_success_that_ended_unseen(make_harness: Callable[..., PollerHarness]) -> None:
+    api = FakeApi()
+    api.put(summary("job", "FAILED"), run("job", 1, "FAILED"))
+    api.history["job"] = [run("job", 1, "FAILED")]
+    harness = make_harness(api)
+    harness.collect()
+    harness.collect(advance=60.0)
+    assert harness.jobs()["job"].last_success is None
+    # run 2 succeeded and run 3 failed between two collections
+    api.history["job"] = [
+        run("job", 3, "FAILED", 3000.0, 3100.0),
+        run("job", 2, "SUCCEEDED", 2000.0, 2500.0),
+        run("job", 1, "FAILED"),
+    ]
+    api.put(summary("job", "FAILED", 3000.0), run("job", 3, "FAILED", 3000.0, 3100.0))
+    harness.collect(advance=60.0)
+    harness.collect(advance=60.0)
+    assert harness.jobs()["job"].last_success == 2500.0
+
+
+# --- where a job list ends ----------------------------------------------------------------------------
+
+
+def names(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i:03d}" for i in range(n)]
+
+
+ENDS: list[tuple[str, list[JobPage], int, int]] = [
+    # (case, the NORMAL_JOB pages the server sends, jobs listed, NORMAL_JOB pages read)
+    ("a-full-page-with-total-0-reads-on", [page(names("a", 100), 0), page(names("b", 20), 0)], 120, 2),
+    ("total-reached", [page(names("a", 100), 130), page(names("b", 30), 130)], 130, 2),
+    ("total-reached-on-a-full-page", [page(names("a", 100), 100)], 100, 1),
+    ("no-total-a-short-page", [page(names("a", 40), None)], 40, 1),
+]
+
+
+@pytest.mark.parametrize(("pages", "listed", "read"), [r[1:] for r in ENDS], ids=[r[0] for r in ENDS])
+def test_where_the_job_list_ends(
+    make_harness: Callable[..., PollerHarness], pages: list[JobPage], listed: int, read: int
+) -> None:
+    api = FakeApi(pages={"NORMAL_JOB": pages})
+    harness = make_harness(api)
+    calls = harness.collect()
+    assert [c.page_no for c in calls if c.subject == "NORMAL_JOB"] == list(range(1, read + 1))
+    assert len(harness.jobs()) == listed
+    assert harness.view().clusters[0].up is True
+
+
+def known(harness: PollerHarness) -> dict[str, tuple[JobSummary, Submission | None]]:
+    """Each job's list entry and fetched run."""
+    return {name: (job.summary, job.latest) for name, job in harness.jobs().items()}
+
+
+BROKEN: list[tuple[str, list[JobPage], str, int]] = [
+    # (case, the NORMAL_JOB pages the server sends, what the error says, NORMAL_JOB pages read)
+    ("page-no-ignored", [page(names("a", 100), None)] * 3, "page 2 repeats the previous page", 2),
+    ("page-no-ignored-total-0", [page(names("a", 100), 0)] * 3, "page 2 repeats the previous page", 2),
+    ("a-page-larger-than-asked", [page(names("a", 101), None)], "more than the 100 asked for", 1),
+    (
+        "more-pages-than-total-allows",
+        [page(names("a", 100), 150), page(names("b", 40), 150), page(names("c", 10), 150)],
+        "more pages than total allows",
+        2,
+    ),
+]
+
+
+@pytest.mark.parametrize(("pages", "message", "read"), [r[1:] for r in BROKEN], ids=[r[0] for r in BROKEN])
+def test_a_job_list_that_does_not_add_up_fails_and_the_cluster_keeps_what_it_knew(
+    make_harness: Callable[..., PollerHarness],
+    caplog: pytest.LogCaptureFixture,
+    pages: list[JobPage],
+    message: str,
+    read: int,
+) -> None:
+    api = FakeApi()
+    api.put(summary("known"), run("known", 1, "SUCCEEDED"))
+    harness = make_harness(api)
+    harness.collect()
+    before = known(harness)
+    assert list(before) == ["known"] and before["known"][1] is not None
+
+    api.pages["NORMAL_JOB"] = pages
+    caplog.set_level(logging.WARNING, logger="cdm_exporter.polling.poller")
+    calls = harness.collect(advance=60.0)
+    assert [c.page_no for c in calls if c.endpoint == "list_jobs"] == list(range(1, read + 1))
+    (cluster,) = harness.view().clusters
+    assert cluster.up is False
+    assert cluster.error is not None and message in cluster.error
+    assert known(harness) == before  # last known state, not a list cut short
+    assert harness.poller.failures.failing() == [(f"list_jobs@{CLUSTER}", "malformed")]
+
+    assert not fetched(harness.collect(advance=15.0), "list_jobs")  # retried at the list interval
+    harness.collect(advance=60.0)  # fails again: counted, not logged again
+    failed = [r for r in caplog.records if r.getMessage() == "API call failed"]
+    assert len(failed) == 1
+    assert known(harness) == before
+
+
+def test_a_list_cut_short_by_the_budget_resumes_where_it_stopped(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    api = FakeApi(pages={"NORMAL_JOB": [page(names(p, 100 if p != "c" else 50), 250) for p in "abc"]})
+    harness = make_harness(api, common=2)  # two list calls a minute: a list takes three collections
+    steps = []
+    for _ in range(3):
+        steps.append(
+            [(c.subject, c.page_no) for c in harness.collect(advance=60.0) if c.endpoint == "list_jobs"]
+        )
+        if len(steps) < 3:
+            assert not harness.jobs()  # nothing until the list is complete
+    assert steps == [
+        [("NORMAL_JOB", 1)],  # after the cluster list
+        [("NORMAL_JOB", 2), ("NORMAL_JOB", 3)],
+        [("BATCH_JOB", 1), ("SCENARIO_JOB", 1)],
+    ]
+    assert len(harness.jobs()) == 250
