@@ -5,9 +5,10 @@ Text lines look like Prometheus exporters' own::
     ts=2024-05-01T12:00:00.123Z level=info logger=cdm_exporter.polling.poller msg="collection done"
 
 JSON lines carry the same fields. ``extra={...}`` fields of a record (``target``, ``endpoint``,
-``kind``, ``status``, ``request_id``) follow the fixed ones. Every value is escaped so that a
-record is exactly one line whatever its message holds (quotes, newlines, U+2028, tracebacks):
-a log shipper splitting on lines never sees half a record, and nobody can forge one.
+``kind``, ``status``, ``request_id``) follow the fixed ones; a field whose value is ``None`` is
+left out. Every value is escaped so that a record is exactly one line whatever its message holds
+(quotes, newlines, U+2028, tracebacks): a log shipper splitting on lines never sees half a
+record, and nobody can forge one.
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ class _LineFormatter(logging.Formatter):
             ("msg", record.getMessage()),
         ]
         for key, value in extra_fields(record).items():
+            if value is None:  # a field with no value says nothing ("status=None")
+                continue
             # An extra may not shadow a fixed field: a "level" extra would make the line lie.
             items.append((f"extra_{key}" if key in _FIXED_FIELDS else key, value))
         if record.exc_info and not record.exc_text:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,147 @@ def test_demo_is_lively_within_40_seconds() -> None:
     assert {labels["region"] for labels in info} == {"cn-north-4", "ap-southeast-1", "ap-southeast-3"}
     aside = [s.labels for s in samples if s.name == "cdm_project_unavailable" and s.value == 1]
     assert [(labels["region"], labels["reason"]) for labels in aside] == [("ap-southeast-3", "not_offered")]
+    # the third cluster is stopped on purpose: the banner says so, the log does not alarm
+    assert (
+        "Cluster cdm-ingest-03 is stopped on purpose, to show a failing cluster: "
+        'cdm_cluster_status{status="stopped"} 1 and cdm_cluster_up 0, and an info line in the log that '
+        "its job list is unavailable.\n"
+    ) in out
+    unavailable = [line for line in err.splitlines() if "cdm-ingest-03" in line]
+    assert unavailable, err
+    assert all("level=info" in line for line in unavailable), unavailable
+    assert 'msg="job list unavailable: cluster not normal"' in unavailable[0]
+    assert "cluster_status=stopped" in unavailable[0]
+    assert "error_details" not in err
+
+
+# --- what an operator reads: logs, --help, a misspelt flag, the README's examples ---------------------
+
+
+def scrape_until(url: str, check: Callable[[str], bool], timeout: float = 30.0) -> str:
+    return wait_for(url, check, timeout).text
+
+
+def test_serve_logs_each_failed_run_once_with_its_summary_and_no_stack_trace(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    port = free_port()
+    process = spawn(
+        "serve",
+        "--config.file",
+        str(write_config(tmp_path / "c.yml", sim)),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        scrape_until(url, lambda text: "FAILED" in statuses(text))
+        for _ in range(3):
+            requests.get(url, timeout=30)
+    finally:
+        code, _, err = stop(process)
+    assert code == 0, err
+    failed = [line for line in err.splitlines() if 'msg="job run failed"' in line]
+    assert failed, err
+    runs = [re.search(r"job_name=(\S+) submission_id=(\S+)", line) for line in failed]
+    assert len({m.groups() for m in runs if m}) == len(failed)  # each failed run once
+    for line in failed:
+        assert "error_summary=" in line
+        assert "error_details" not in line and "org.apache" not in line
+    assert "job run error details" not in err  # that one is at debug level
+
+
+def test_serve_does_not_send_a_refused_signature_again_at_every_scrape(tmp_path: Path) -> None:
+    with Simulator(SimulatorSettings(clusters=1, jobs=2, rate_limit=0)) as aksk_sim:
+        settings = aksk_sim.settings
+        (tmp_path / "secret_key").write_text("not-the-secret-key")
+        target = {
+            "name": "prod",
+            "region": settings.region,
+            "project_id": settings.project_id,
+            "endpoint": aksk_sim.url,
+            "auth": {"aksk": {"access_key": settings.access_key, "secret_key_file": "secret_key"}},
+        }
+        path = tmp_path / "c.yml"
+        path.write_text(yaml.safe_dump({"targets": [target]}))
+        port = free_port()
+        process = spawn("serve", "--config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}")
+        try:
+            url = f"http://127.0.0.1:{port}/metrics"
+            down = f'cdm_up{{project_id="{settings.project_id}",region="{settings.region}"}} 0.0'
+            scrape_until(url, lambda text: down in text)
+            for _ in range(3):
+                assert down in requests.get(url, timeout=30).text
+        finally:
+            code, _, err = stop(process)
+        # CDM locks an access key after 5 bad signatures in a row; discovery_interval (5 min) apart
+        assert aksk_sim.stats.responses == {("list_clusters", 401): 1}
+    assert code == 0, err
+    failed = [line for line in err.splitlines() if 'msg="API call failed"' in line]
+    assert len(failed) == 1, err
+    assert (
+        'hint="check the access key and secret key of target prod: targets[0].auth.aksk.access_key and '
+        'targets[0].auth.aksk.secret_key_file" retry_in_seconds=300.0'
+    ) in failed[0]
+    assert "None" not in failed[0]
+
+
+@pytest.mark.parametrize("command", ["serve", "check", "demo"])
+def test_help_shows_the_environment_variable_of_every_option(command: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cdm_exporter", command, "--help"], capture_output=True, text=True, check=True
+    )
+    flags = re.findall(r"^  (--[a-z][a-z.-]+)", result.stdout, re.MULTILINE)
+    assert "--log.level" in flags and len(flags) >= 3
+    text = " ".join(result.stdout.split())
+    for flag in flags:
+        variable = "CDM_EXPORTER_" + flag[2:].replace(".", "_").replace("-", "_").upper()
+        assert f"env var: {variable}" in text, flag
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_a_misspelt_flag_prints_the_one_line_the_readme_shows() -> None:
+    block = re.search(r"```console\n\$ (cdm-exporter serve [^\n]+)\n([^\n]+)\n```", README.read_text())
+    assert block is not None
+    command, shown = block.groups()
+    result = subprocess.run(
+        [sys.executable, "-m", "cdm_exporter", *command.split()[1:]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == shown + "\n"
+    assert "'--web.listen-address'" in shown
+
+
+def test_the_readme_example_config_works_with_its_secret_key_file_next_to_it(tmp_path: Path) -> None:
+    text = README.read_text()
+    example = re.search(r"A minimal `config.yml`:\n\n```yaml\n(.*?)```", text, re.DOTALL)
+    assert example is not None
+    config = yaml.safe_load(example.group(1))
+    aksk = config["targets"][0]["auth"]["aksk"]
+    assert not Path(aksk["secret_key_file"]).is_absolute()  # works when copied with the file beside it
+    settings = SimulatorSettings(clusters=1, jobs=2, rate_limit=0, access_key=aksk["access_key"])
+    with Simulator(settings) as aksk_sim:
+        assert config["targets"][0]["project_id"] == settings.project_id
+        path = tmp_path / "config.yml"
+        path.write_text(example.group(1))
+        path.chmod(0o600)
+        (tmp_path / aksk["secret_key_file"]).write_text(settings.secret_key)
+        (tmp_path / aksk["secret_key_file"]).chmod(0o600)
+        region_var = "HUAWEICLOUD_SDK_REGION_CDM_" + config["targets"][0]["region"].upper().replace("-", "_")
+        result = subprocess.run(
+            [sys.executable, "-m", "cdm_exporter", "check", "--config.file", str(path)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, region_var: aksk_sim.url},
+            check=False,
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith(
+        f"target prod (region {settings.region}, project {settings.project_id}): up"
+    )

@@ -35,7 +35,7 @@ from cdm_exporter.api.errors import (
 )
 from cdm_exporter.api.models import JOB_TYPES
 from cdm_exporter.api.responses import error_for, success_json
-from cdm_exporter.api.transport import DEFAULT_MAX_BODY_BYTES, RawResponse
+from cdm_exporter.api.transport import DEFAULT_MAX_BODY_BYTES, RawResponse, origin
 from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "api"
@@ -193,16 +193,34 @@ class Calls:
             return [(e, c) for e, c, _ in self.calls]
 
 
-def test_refused_port_is_a_transport_error_and_observed() -> None:
+def test_refused_port_is_a_transport_error_naming_the_server_and_observed() -> None:
     calls = Calls()
+    port = _closed_port()
     client = CdmClient(
-        endpoint=f"http://127.0.0.1:{_closed_port()}", project_id="p", auth=TokenAuth("t"), observer=calls
+        endpoint=f"http://127.0.0.1:{port}", project_id="p", auth=TokenAuth("t"), observer=calls
     )
     with client, pytest.raises(TransportError, match="refused") as info:
         client.list_clusters()
     assert type(info.value) is TransportError
     assert info.value.endpoint == "list_clusters"
+    assert str(info.value) == f"list_clusters: connection refused by http://127.0.0.1:{port}"
     assert calls.pairs() == [("list_clusters", "error")]
+
+
+@pytest.mark.parametrize(
+    ("url", "server"),
+    [
+        (
+            "https://cdm.cn-north-4.myhuaweicloud.com/v1.1/p/clusters",
+            "https://cdm.cn-north-4.myhuaweicloud.com:443",
+        ),
+        ("http://10.0.0.1/v3/auth/tokens?nocatalog=true", "http://10.0.0.1:80"),
+        ("http://[::1]:9796/v1.1/p/clusters/c/cdm/submissions?jname=secret%20job", "http://[::1]:9796"),
+        ("https://user:pw@Example.COM:8443/x", "https://example.com:8443"),
+    ],
+)
+def test_origin_names_scheme_host_and_port_only(url: str, server: str) -> None:
+    assert origin(url) == server
 
 
 def test_a_failing_observer_does_not_fail_the_call(sim: Simulator) -> None:

@@ -202,6 +202,38 @@ def test_relative_secret_paths_start_at_the_config_file(
     assert load_config("conf/config.yaml", {}).targets[0].auth == TokenAuthConfig(Secret("SECRET-rel"))
 
 
+def test_each_credential_records_where_its_settings_came_from(tmp_path: Path) -> None:
+    write(tmp_path, "SECRET-sk\n", "sk")
+    text = minimal("{token_env: CDM_TOKEN}") + (
+        f"  - name: second\n    region: cn-north-4\n    project_id: {PID}\n"
+        "    auth: {aksk: {access_key_env: CDM_AK, secret_key_file: sk, security_token: SECRET-st}}\n"
+        f"  - name: third\n    region: cn-north-4\n    project_id: {PID}\n"
+        "    auth: {password: {domain: d, user: u, password: SECRET-pw}}\n"
+    )
+    config = load_config(write(tmp_path, text), {"CDM_TOKEN": "SECRET-t", "CDM_AK": "AK1"})
+    assert [target.auth.sources for target in config.targets] == [
+        ("targets[0].auth.token_env",),
+        (
+            "targets[1].auth.aksk.access_key_env",
+            "targets[1].auth.aksk.secret_key_file",
+            "targets[1].auth.aksk.security_token",
+        ),
+        (
+            "targets[2].auth.password.domain",
+            "targets[2].auth.password.user",
+            "targets[2].auth.password.password",
+        ),
+    ]
+    env_config = config_from_env({**SDK_ENV, "HUAWEICLOUD_SDK_SECURITY_TOKEN": "SECRET-st"})
+    assert env_config.targets[0].auth.sources == (
+        "HUAWEICLOUD_SDK_AK",
+        "HUAWEICLOUD_SDK_SK",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+    )
+    # where a setting sits is no part of the credential: a reordered file keeps its targets
+    assert config.targets[0].auth == TokenAuthConfig(Secret("SECRET-t"))
+
+
 # --------------------------------------------------------------------------- endpoint environment overrides
 
 

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -185,6 +186,37 @@ def test_check_records_the_project_listing_without_secrets(tmp_path: Path, accou
     assert account.settings.iam_password not in text
     for issued in ("MIIsim",):  # every IAM-issued token starts so
         assert issued not in text
+
+
+def test_the_readme_example_works_with_the_sdks_endpoint_variables(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = re.search(r"give `projects: all`\n.*?```yaml\n(.*?)```", readme, re.DOTALL)
+    assert example is not None
+    config = yaml.safe_load(example.group(1))
+    aksk = config["targets"][0]["auth"]["aksk"]
+    settings = SimulatorSettings(
+        clusters=1, jobs=1, rate_limit=0, access_key=aksk["access_key"], **TWO_REGIONS
+    )
+    with Simulator(settings) as sim:
+        (tmp_path / "config.yml").write_text(example.group(1))
+        (tmp_path / aksk["secret_key_file"]).write_text(settings.secret_key)
+        for path in tmp_path.iterdir():
+            path.chmod(0o600)
+        # the variables Huawei's SDKs read choose IAM's and each region's endpoint
+        env = {"HUAWEICLOUD_SDK_IAM_ENDPOINT": sim.url}
+        env |= {
+            f"HUAWEICLOUD_SDK_REGION_CDM_{r.upper().replace('-', '_')}": sim.region_url(r)
+            for r in sim.projects.regions
+        }
+        result = CliRunner().invoke(
+            cli, ["check", "--config.file", str(tmp_path / "config.yml")], env=env, catch_exceptions=False
+        )
+    assert result.exit_code == 0, result.output
+    for name in ("cn-north-4", "cn-north-4_dev", "ap-southeast-1"):
+        assert (
+            f"target account/{name} (region {name.split('_')[0]}, project {project_id(sim, name)}): up"
+            in result.stdout
+        )
 
 
 def test_check_fails_when_the_projects_cannot_be_listed(tmp_path: Path, account: Simulator) -> None:

@@ -8,9 +8,13 @@ the fault is injected and the exporter scraped again several times. Every scrape
 * ``iam_token`` (password auth) and ``list_clusters``: the target (``cdm_up 0``);
 * ``list_jobs`` of one cluster: that cluster (``cdm_cluster_up 0``);
 * ``job_status`` / ``submissions`` of one job: nothing reads 0, the job keeps its last state;
-* 401/403 anywhere: authentication failed, so the target (``cdm_up 0``) as well;
+* 401/403 anywhere: authentication failed, so the target (``cdm_up 0``) as well; on the cluster
+  list or the IAM token request the credential itself is refused, and nothing more is sent with
+  it in that collection (CDM locks an access key after 5 bad signatures in a row): every cluster
+  reads 0 and every job keeps its last known state;
 * 429: like any failure, the list that was refused reads 0 (docs/architecture.md, "Failure
-  semantics"); a throttled job keeps its last known state, and the bucket of that API pauses.
+  semantics"); a throttled
+  job keeps its last known state, and the bucket of that API pauses.
 
 The other target, the other cluster and the other jobs stay as they were; the failure is counted
 in ``cdm_api_requests_total``; threads and sockets do not grow from scrape to scrape; and once
@@ -116,12 +120,13 @@ class Expect:
     @classmethod
     def of(cls, endpoint: str, fault: str) -> Expect:
         auth = fault in ("401", "403")
-        iam = endpoint == "iam_token"  # no token: every call of the target fails
+        # no token, or the credential refused: nothing else is sent with it
+        refused = endpoint == "iam_token" or (auth and endpoint == "list_clusters")
         return cls(
-            target_up=not (auth or iam or endpoint == "list_clusters"),
-            first_cluster_up=not (iam or endpoint == "list_jobs"),
-            other_cluster_up=not iam,
-            probe_refreshed=not (iam or endpoint == "job_status"),
+            target_up=not (auth or refused or endpoint == "list_clusters"),
+            first_cluster_up=not (refused or endpoint == "list_jobs"),
+            other_cluster_up=not refused,
+            probe_refreshed=not (refused or endpoint == "job_status"),
         )
 
 

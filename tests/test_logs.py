@@ -13,6 +13,7 @@ import pytest
 from cdm_exporter import logs
 from cdm_exporter.config import Config, Secret, TargetConfig, TokenAuthConfig
 from cdm_exporter.logs import (
+    FORMATS,
     JsonFormatter,
     LogfmtFormatter,
     RedactingFilter,
@@ -143,6 +144,14 @@ def test_extras_cannot_forge_fixed_fields() -> None:
         "odd_key_",
     ]
     assert dict(fields)["level"] == "info"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fields_without_a_value_are_left_out(fmt: str) -> None:
+    (line,) = emit(fmt, "API call failed", status=None, code=None, error="refused", repeats=0).splitlines()
+    assert "None" not in line and "null" not in line
+    assert "status" not in line and "code" not in line
+    assert "refused" in line and "repeats" in line  # 0 is a value
 
 
 # --------------------------------------------------------------------------- json

@@ -359,3 +359,43 @@ def test_a_newest_first_history_is_read_only_as_far_as_the_first_success(
     stack.scrape()
     assert stack.jobs()[(cluster_id, "busy")].last_success is not None
     assert stack.sim.stats.count("submissions") - calls == 1  # the success is on page 1
+
+
+def test_a_refused_credential_is_tried_again_only_after_the_discovery_interval(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack({"clusters": 1, "jobs": 3, "rate_limit": 0}, discovery_interval=300.0)
+    stack.scrape()
+    known = set(stack.jobs())
+    stack.sim.add_fault(Fault(endpoint="*", status=401))
+    stack.sim.stats.reset()
+    stack.clock.advance(300)  # the cluster list is due: its 401 refuses the credential
+    stack.exporter.collect(10.0)
+    assert stack.sim.stats.responses == {("list_clusters", 401): 1}  # nothing else sent after it
+    for _ in range(19):  # 285 s of scrapes: nothing is sent with the refused credential
+        stack.scrape()
+    assert stack.sim.stats.responses == {("list_clusters", 401): 1}
+    (target,) = stack.exporter.snapshot().targets
+    assert target.up is False and target.error is not None and "HTTP 401" in target.error
+    assert target.hint is not None and target.hint.startswith("check the token of target sim")
+    assert set(stack.jobs()) == known  # the last known state stays
+    stack.sim.clear_faults()
+    stack.scrape()  # 300 s after the refusal: tried again, and it works
+    (target,) = stack.exporter.snapshot().targets
+    assert target.up is True and target.hint is None
+    assert stack.sim.stats.count("list_clusters") == 2
+
+
+def test_a_401_on_one_job_does_not_silence_the_others(make_stack: Callable[..., Stack]) -> None:
+    """A job whose URL the gateway refuses (an odd name, say) is not a refused credential."""
+    stack = make_stack({"clusters": 1, "jobs": 4, "rate_limit": 0})
+    stack.scrape()
+    names = sorted(name for _, name in stack.jobs())
+    stack.sim.add_fault(Fault(endpoint="job_status", job_name=names[0], status=401))
+    before = {name: job.refreshed_at for (_, name), job in stack.jobs().items()}
+    for _ in range(2):
+        stack.scrape(advance=60)
+    after = {name: job.refreshed_at for (_, name), job in stack.jobs().items()}
+    assert after[names[0]] == before[names[0]]
+    assert all(after[name] != before[name] for name in names[1:])
+    assert stack.sim.stats.count("list_clusters") >= 2  # the credential is checked again first

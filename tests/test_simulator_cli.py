@@ -44,8 +44,8 @@ START_CLI = "from cdm_exporter.cli.simulate import simulate; simulate(prog_name=
         (["--refuse-job-type", "ODD_JOB"], {}, "--refuse-job-type"),
         (["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"], {}, "--tls-cert"),
         (["--tls-cert", str(FIXTURES / "server.pem")], {}, "--tls-key"),
-        ([], {"CDM_EXPORTER_TIME_SCALE": "fast"}, "--time-scale"),
-        ([], {"CDM_EXPORTER_WEB_LISTEN_ADDRESS": "localhost"}, "--web.listen-address"),
+        ([], {"CDM_SIMULATOR_TIME_SCALE": "fast"}, "--time-scale"),
+        ([], {"CDM_SIMULATOR_WEB_LISTEN_ADDRESS": "localhost"}, "--web.listen-address"),
     ],
 )
 def test_bad_values_exit_2_naming_the_option(args: list[str], env: dict[str, str], option: str) -> None:
@@ -61,7 +61,7 @@ def test_help_documents_faults_admin_and_env_vars() -> None:
         "TARGET:ACTION",
         "job_status@<cluster_id>:malformed",
         "/_sim/",
-        "CDM_EXPORTER_WEB_LISTEN_ADDRESS",
+        "CDM_SIMULATOR_WEB_LISTEN_ADDRESS",
     ):
         assert text in result.output
 
@@ -78,14 +78,22 @@ def test_busy_port_is_a_clear_error() -> None:
 
 @pytest.fixture
 def process() -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str]]]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", CDM_EXPORTER_SEED="5", CDM_EXPORTER_CLUSTERS="3")
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        CDM_SIMULATOR_WEB_LISTEN_ADDRESS="127.0.0.1:0",
+        CDM_SIMULATOR_SEED="5",
+        CDM_SIMULATOR_CLUSTERS="3",
+        # the exporter's variables: the simulator must not read them
+        CDM_EXPORTER_WEB_LISTEN_ADDRESS="nonsense",
+        CDM_EXPORTER_SEED="9",
+        CDM_EXPORTER_CLUSTERS="7",
+    )
     proc = subprocess.Popen(
         [
             sys.executable,
             "-c",
             START_CLI,
-            "--web.listen-address",
-            "127.0.0.1:0",
             "--time-scale",
             "60",
             "--fault",

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
@@ -185,28 +186,47 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def classify(endpoint: Endpoint, exc: BaseException) -> TransportError:
+def origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``, the default port written out: the server a connection
+    went to, without the path and query (job names) or any user information."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # an unparsable port: the host alone still says where
+        return f"{parts.scheme}://{host}"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def classify(endpoint: Endpoint, exc: BaseException, url: str) -> TransportError:
     """Map a requests/urllib3/socket exception to a short, secret-free typed error.
 
-    The message names the failure class only: the library's own text includes the URL and
-    object reprs, which are long and could one day include more than we want in a log line.
+    The message names the failure class and the server of ``url`` (:func:`origin`), e.g.
+    "connection refused by https://cdm.example.com:443". The library's own text is not used:
+    it is long (object reprs) and could one day hold more than a log line should.
     """
     chain = _chain(exc)
+    server = origin(url)
 
     def has(*types: type[BaseException]) -> bool:
         return any(isinstance(e, types) for e in chain)
+
+    def error(template: str, cls: type[TransportError] = TransportError, detail: str = "") -> TransportError:
+        text = template.format(server)
+        return cls(endpoint, f"{text}: {detail}" if detail else text)
 
     # Order matters: urllib3's NewConnectionError (refused, unreachable, DNS) subclasses its
     # ConnectTimeoutError, so socket-level causes are looked at before timeouts.
     if has(requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError):
         detail = next((str(e.reason) for e in chain if isinstance(e, ssl.SSLError) and e.reason), "")
-        return TransportError(endpoint, f"TLS failure{': ' + detail if detail else ''}")
+        return error("TLS failure with {}", detail=detail)
     if has(ConnectionRefusedError):
-        return TransportError(endpoint, "connection refused")
+        return error("connection refused by {}")
     if has(ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
-        return TransportError(endpoint, "connection reset")
+        return error("connection reset by {}")
     if has(urllib3.exceptions.NameResolutionError):
-        return NameNotResolved(endpoint, "name resolution failed")
+        return error("name resolution failed for {}", NameNotResolved)
     timeout_types = (
         requests.exceptions.Timeout,
         urllib3.exceptions.ReadTimeoutError,
@@ -220,16 +240,16 @@ def classify(endpoint: Endpoint, exc: BaseException) -> TransportError:
         connect = has(requests.exceptions.ConnectTimeout) or any(
             type(e) is urllib3.exceptions.ConnectTimeoutError for e in chain
         )
-        return TimeoutError_(endpoint, f"{'connect' if connect else 'read'} timed out")
+        return error("connect to {} timed out" if connect else "read from {} timed out", TimeoutError_)
     if has(urllib3.exceptions.NewConnectionError):
-        return TransportError(endpoint, "could not connect")
+        return error("could not connect to {}")
     if has(requests.exceptions.ProxyError, urllib3.exceptions.ProxyError):
-        return TransportError(endpoint, "proxy failure")
+        return error("proxy failure on the way to {}")
     if has(requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError):
-        return TransportError(endpoint, "connection broken mid-response")
+        return error("connection to {} broken mid-response")
     if has(requests.exceptions.ContentDecodingError, urllib3.exceptions.DecodeError):
-        return TransportError(endpoint, "could not decode the compressed body")
-    return TransportError(endpoint, f"request failed ({type(exc).__name__})")
+        return error("could not decode the compressed body from {}")
+    return error(f"request to {{}} failed ({type(exc).__name__})")
 
 
 def _read_body(resp: requests.Response, endpoint: Endpoint, max_bytes: int, deadline: Deadline) -> bytes:
@@ -309,7 +329,7 @@ def send(
         log.debug("%s transport failure: %r", endpoint, exc)
         # ``from None``: the library exception text is long (URL, object reprs) and adds
         # nothing the typed error does not already say.
-        failure = classify(endpoint, exc)
+        failure = classify(endpoint, exc, prepared.url)
         raise failure from None
     finally:
         elapsed = time.monotonic() - started

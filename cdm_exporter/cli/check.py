@@ -1,5 +1,14 @@
 """``cdm-exporter check``: validate, collect once, print what the exporter sees.
 
+It reads each thing the report shows once: the cluster list (1 call), each cluster's job list
+(a call per job type and page of 100 jobs), then one ShowJobStatus per job, as far as
+``collection.budget_per_minute.job_status`` allows. No run history (the report does not show
+the last success) and no second pass. For C clusters of N jobs in all, with the three job types
+and fewer than 100 jobs of a type per cluster: 1 + 3 C + N calls.
+
+Standard output holds the report, standard error only problems the report does not show
+(a configuration warning, an internal error); ``--log.level debug`` shows everything.
+
 With ``--record FILE`` every API exchange of that collection is also written to FILE, without
 any secret (and with ``--redact-names`` without names): see :mod:`cdm_exporter.api.recording`.
 """
@@ -7,14 +16,13 @@ any secret (and with ``--redact-names`` without names): see :mod:`cdm_exporter.a
 from __future__ import annotations
 
 import sys
-import time
 
 import click
 
 from cdm_exporter.api.recording import ExchangeRecorder
 from cdm_exporter.api.transport import Observer, RecordingObserver
-from cdm_exporter.cli.options import config_file_option, load_or_exit, logging_options, start_logging
-from cdm_exporter.cli.report import render_report, target_failed
+from cdm_exporter.cli.options import config_file_option, load_or_exit, logging_options, option, start_logging
+from cdm_exporter.cli.report import incomplete, render_report, target_failed
 from cdm_exporter.config import AkSkAuthConfig, CollectionConfig, Config, TargetConfig
 from cdm_exporter.logs import redact_secrets
 from cdm_exporter.polling.client_factory import (
@@ -27,8 +35,8 @@ from cdm_exporter.polling.client_factory import (
 from cdm_exporter.polling.poller import ApiClient
 from cdm_exporter.polling.targets import Exporter
 
-#: collections run by check: clusters and lists, then statuses, then run history
-CHECK_PASSES = 3
+EXIT_FAILED = 1
+EXIT_INCOMPLETE = 3
 
 
 def recording_secrets(config: Config) -> tuple[str, ...]:
@@ -59,14 +67,13 @@ def recording_lister_factory(recorder: ExchangeRecorder) -> ListerFactory:
 
 @click.command()
 @config_file_option
-@click.option(
+@option(
     "--timeout",
     type=click.FloatRange(1, 600),
     default=60.0,
-    show_default=True,
     help="Seconds to spend collecting.",
 )
-@click.option(
+@option(
     "--record",
     "record_file",
     type=click.Path(dir_okay=False),
@@ -74,13 +81,13 @@ def recording_lister_factory(recorder: ExchangeRecorder) -> ListerFactory:
     help="Also write every API exchange of the collection to this file (JSON lines, secrets "
     "removed), to send with a bug report or to serve back with 'simulate --replay'.",
 )
-@click.option(
+@option(
     "--redact-names",
     is_flag=True,
     default=False,
     help="With --record: replace cluster, job, link, user and account names by stable pseudonyms.",
 )
-@logging_options
+@logging_options("warning")
 def check(
     config_file: str | None,
     timeout: float,
@@ -91,7 +98,13 @@ def check(
 ) -> None:
     """Validate the configuration, collect once and print a table of jobs.
 
-    Exits 1 when a target or cluster could not be read, 2 when the configuration is invalid.
+    \b
+    Exit codes:
+      0  everything shown was read
+      1  a target or a cluster's job list could not be read
+      2  the configuration or a flag is invalid
+      3  incomplete: some job statuses or job lists were not read
+         (throttled, or the API budget or --timeout ran out); the report says which
     """
     if redact_names and record_file is None:
         raise click.UsageError("--redact-names needs --record FILE")
@@ -101,15 +114,15 @@ def check(
     recorder = ExchangeRecorder(recording_secrets(config)) if record_file is not None else None
     factory = build_client if recorder is None else recording_factory(recorder)
     lister = build_project_lister if recorder is None else recording_lister_factory(recorder)
-    exporter = Exporter(config, client_factory=factory, lister_factory=lister, full_minute_budget=True)
-    deadline = time.monotonic() + timeout
+    # one_shot: failed calls and runs are logged at debug level (the report shows them)
+    exporter = Exporter(config, client_factory=factory, lister_factory=lister, one_shot=True)
     try:
-        for _ in range(CHECK_PASSES):
-            exporter.collect(max(0.0, deadline - time.monotonic()))
+        exporter.collect(timeout)
         snapshot = exporter.snapshot()
     finally:
         exporter.close()
-    click.echo(render_report(snapshot))
+    budget = config.collection.budget_per_minute
+    click.echo(render_report(snapshot, status_budget=budget.job_status, common_budget=budget.common))
     if recorder is not None and record_file is not None:
         try:
             count = recorder.write(record_file, redact_names=redact_names)
@@ -118,4 +131,7 @@ def check(
             sys.exit(2)
         names = ", names replaced by pseudonyms" if redact_names else ""
         click.echo(f"recorded {count} API exchange(s) to {record_file} (secrets removed{names})", err=True)
-    sys.exit(1 if target_failed(snapshot) else 0)
+    if target_failed(snapshot):
+        sys.exit(EXIT_FAILED)
+    if incomplete(snapshot):
+        sys.exit(EXIT_INCOMPLETE)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import click
 
-from cdm_exporter.cli.options import env, fail, listen_address_option, logging_options, start_logging
+from cdm_exporter.api.models import CLUSTER_STATUSES
+from cdm_exporter.cli.options import fail, listen_address_option, logging_options, option, start_logging
 from cdm_exporter.cli.service import Service
 from cdm_exporter.config import (
     CollectionConfig,
@@ -52,19 +53,20 @@ def demo_config(sim: Simulator) -> Config:
 
 @click.command()
 @listen_address_option(f"127.0.0.1:{DEMO_PORT}")
-@click.option(
+@option(
     "--simulator.listen-address",
     "simulator_address",
     default="127.0.0.1:0",
-    show_default=True,
-    envvar=env("simulator.listen-address"),
     help="Where the simulated CDM API listens (port 0 picks a free one).",
 )
-@click.option(
-    "--clusters", type=click.IntRange(1, 50), default=3, show_default=True, help="Simulated clusters."
+@option(
+    "--clusters",
+    type=click.IntRange(1, 50),
+    default=3,
+    help="Simulated clusters (the third is stopped, to show a failing cluster).",
 )
-@click.option("--jobs", type=click.IntRange(1, 5000), default=12, show_default=True, help="Jobs per cluster.")
-@logging_options
+@option("--jobs", type=click.IntRange(1, 5000), default=12, help="Jobs per cluster.")
+@logging_options()
 def demo(
     listen_address: str, simulator_address: str, clusters: int, jobs: int, log_level: str, log_format: str
 ) -> None:
@@ -98,6 +100,14 @@ def demo(
         where = sim.region_url(project.region) if project.cdm else "no CDM in this region"
         click.echo(f"  project {project.name:<22} {where}")
     click.echo(f"cdm-exporter:   {http.url('/metrics')}")
+    for cluster in sim.world.clusters():
+        status = CLUSTER_STATUSES.get(cluster.status, cluster.status)
+        if status != "normal":
+            click.echo(
+                f"Cluster {cluster.name} is {status} on purpose, to show a failing cluster: "
+                f'cdm_cluster_status{{status="{status}"}} 1 and cdm_cluster_up 0, and an info line '
+                "in the log that its job list is unavailable."
+            )
     click.echo(
         f"Open {http.url('/')} in a browser, or scrape {http.url('/metrics')} with Prometheus. Ctrl-C stops."
     )

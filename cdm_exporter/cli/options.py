@@ -1,4 +1,9 @@
-"""Options shared by several commands, each with its ``CDM_EXPORTER_*`` environment twin."""
+"""Options shared by several commands, and the one rule every option follows.
+
+Each option has an environment twin named after its flag (``--web.listen-address`` is
+``CDM_EXPORTER_WEB_LISTEN_ADDRESS``), shown in ``--help`` with its default. The simulator's
+options use ``CDM_SIMULATOR_*``, so that a variable set for the exporter never moves it.
+"""
 
 from __future__ import annotations
 
@@ -17,53 +22,62 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_PORT = 9792
 LOG_LEVELS = ("debug", "info", "warning", "error")
+EXPORTER_ENV_PREFIX = "CDM_EXPORTER_"
+SIMULATOR_ENV_PREFIX = "CDM_SIMULATOR_"
 
 
-def env(option: str) -> str:
-    """``web.listen-address`` -> ``CDM_EXPORTER_WEB_LISTEN_ADDRESS``."""
-    return "CDM_EXPORTER_" + option.replace(".", "_").replace("-", "_").upper()
+def env(flag: str, prefix: str = EXPORTER_ENV_PREFIX) -> str:
+    """``--web.listen-address`` -> ``CDM_EXPORTER_WEB_LISTEN_ADDRESS``."""
+    return prefix + flag.lstrip("-").replace(".", "_").replace("-", "_").upper()
+
+
+def option(*decls: str, env_prefix: str = EXPORTER_ENV_PREFIX, **kwargs: Any) -> Callable[[F], F]:
+    """``click.option`` with its environment twin (named after the first ``--`` flag) and its
+    default shown in ``--help``."""
+    flag = next(decl for decl in decls if decl.startswith("--"))
+    kwargs["envvar"] = env(flag, env_prefix)
+    kwargs["show_envvar"] = True
+    if not kwargs.get("is_flag") and kwargs.get("default") is not None:
+        kwargs.setdefault("show_default", True)
+    return click.option(*decls, **kwargs)
 
 
 def config_file_option(func: F) -> F:
-    return click.option(
+    return option(
         "--config.file",
         "config_file",
         type=click.Path(dir_okay=False),
-        envvar=env("config.file"),
         help="YAML configuration file. Without one, HUAWEICLOUD_SDK_AK/SK/PROJECT_ID/REGION give one target.",
     )(func)
 
 
 def listen_address_option(default: str) -> Callable[[F], F]:
-    return click.option(
+    return option(
         "--web.listen-address",
         "listen_address",
         default=default,
-        show_default=True,
-        envvar=env("web.listen-address"),
         help="Address to listen on for the web interface and telemetry, HOST:PORT or :PORT.",
     )
 
 
-def logging_options(func: F) -> F:
-    func = click.option(
-        "--log.format",
-        "log_format",
-        type=click.Choice(["text", "json"]),
-        default="text",
-        show_default=True,
-        envvar=env("log.format"),
-        help="Log line format.",
-    )(func)
-    return click.option(
-        "--log.level",
-        "log_level",
-        type=click.Choice(LOG_LEVELS, case_sensitive=False),
-        default="info",
-        show_default=True,
-        envvar=env("log.level"),
-        help="Only log messages with the given severity or above.",
-    )(func)
+def logging_options(default_level: str = "info") -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        func = option(
+            "--log.format",
+            "log_format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            help="Log line format.",
+        )(func)
+        return option(
+            "--log.level",
+            "log_level",
+            type=click.Choice(LOG_LEVELS, case_sensitive=False),
+            default=default_level,
+            help="Only log messages with the given severity or above.",
+        )(func)
+
+    return decorate
 
 
 def fail(message: str) -> NoReturn:

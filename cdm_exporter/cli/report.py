@@ -1,5 +1,9 @@
 """The human-readable report printed by ``cdm-exporter check``.
 
+Targets and clusters with their errors (and, for refused credentials, which settings to check),
+a table of jobs, the error details of failed runs, what could not be read (a job whose status
+was not fetched is marked ``*``), and the API calls spent.
+
 Every string from the API (names, statuses, error texts) goes through :func:`_printable` or
 :func:`_one_line`: job and cluster names are chosen by whoever may create jobs, and error
 texts quote their input, so they may carry terminal escapes.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import textwrap
 
+from cdm_exporter.api.endpoints import ENDPOINTS, Endpoint
 from cdm_exporter.api.models import FAILED_STATUSES
 from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.state import DiscoveryView, JobState, TargetView
@@ -65,6 +70,11 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def _unread(job: JobState) -> bool:
+    """The job's status was never fetched: the table only has its job list entry."""
+    return job.refreshed_at is None
+
+
 def _job_row(cluster_name: str, job: JobState) -> tuple[str, ...]:
     run = job.current_run
     counters = job.counters()
@@ -76,7 +86,7 @@ def _job_row(cluster_name: str, job: JobState) -> tuple[str, ...]:
     return (
         _one_line(cluster_name, 24),
         _one_line(job.name, 40),
-        _printable(job.status or "?"),
+        _printable(job.status or "?") + ("*" if _unread(job) else ""),
         progress,
         _number(counters.rows_read if counters else None),
         _number(counters.rows_written if counters else None),
@@ -111,8 +121,10 @@ def _target_lines(target: TargetView) -> list[str]:
     lines = [f"target {_printable(target.name)} ({where}): {state}"]
     if target.error:
         lines.append(f"  error: {_printable(target.error)}")
+    if target.hint:
+        lines.append(f"  hint: {_printable(target.hint)}")
     for cluster in target.clusters:
-        cluster_state = {True: "up", False: "DOWN", None: "not listed yet"}[cluster.up]
+        cluster_state = {True: "up", False: "DOWN", None: "not read"}[cluster.up]
         status = _printable(cluster.cluster.status_name or "?")
         name, cluster_id = _printable(cluster.cluster.name), _printable(cluster.cluster.id)
         refused = (
@@ -130,7 +142,76 @@ def _target_lines(target: TargetView) -> list[str]:
     return lines
 
 
-def render_report(snapshot: Snapshot) -> str:
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _no_jobs(snapshot: Snapshot) -> str:
+    reached = [target.up is True for target in snapshot.targets]
+    if not any(reached):
+        return "no jobs shown: no target could be read"
+    return "no jobs found" if all(reached) else "no jobs found on the targets that could be read"
+
+
+def _incomplete_lines(snapshot: Snapshot, status_budget: int, common_budget: int) -> list[str]:
+    """What the report could not read on the targets it reached, and why."""
+    reached = [target for target in snapshot.targets if target.up is True]
+    unlisted = [cluster for target in reached for cluster in target.clusters if cluster.up is None]
+    jobs = [job for target in reached for cluster in target.clusters for job in cluster.jobs]
+    unread = [job for job in jobs if _unread(job)]
+    out: list[str] = []
+    if unlisted:
+        out += [
+            "",
+            f"INCOMPLETE: the job list of {_plural(len(unlisted), 'cluster')} was not read: the API budget "
+            f"(collection.budget_per_minute.common, {common_budget} per minute) or --timeout ran out",
+        ]
+    if not unread:
+        return out
+    out += [
+        "",
+        f"INCOMPLETE: the status of {len(unread)} of {_plural(len(jobs), 'job')} was not read (marked *: "
+        "STATUS, rows and bytes are the job list's; progress, last error and error details are missing):",
+    ]
+    failed: dict[str, tuple[int, str]] = {}  # kind -> (jobs, first message)
+    for job in unread:
+        if job.status_error is not None:
+            kind, message = job.status_error
+            count, first = failed.get(kind, (0, message))
+            failed[kind] = (count + 1, first)
+    for count, message in failed.values():
+        out.append(f"  {_plural(count, 'job')}: {_printable(message)}")
+    not_sent = sum(1 for job in unread if job.status_error is None)
+    throttled = "throttled" in failed
+    if not_sent:
+        why = (
+            "the API throttled this IAM user (after a 429 the exporter pauses instead of retrying)"
+            if throttled
+            else f"the API budget (collection.budget_per_minute.job_status, {status_budget} per minute) "
+            "or --timeout ran out"
+        )
+        out.append(f"  {_plural(not_sent, 'job')}: not sent, {why}")
+    if throttled:
+        out.append(
+            "  The IAM user's API rate limit is used up, maybe by another check, exporter or tool "
+            "using the same user; run check again in a minute."
+        )
+    return out
+
+
+def api_calls_line(snapshot: Snapshot) -> str:
+    """``API calls: 27 (list_clusters 1, list_jobs 6, job_status 20)``."""
+    per_endpoint: dict[Endpoint, int] = {}
+    for (endpoint, _code), count in snapshot.telemetry.requests.items():
+        if count:
+            per_endpoint[endpoint] = per_endpoint.get(endpoint, 0) + count
+    order = {endpoint: index for index, endpoint in enumerate(ENDPOINTS)}
+    parts = [f"{e} {n}" for e, n in sorted(per_endpoint.items(), key=lambda item: order.get(item[0], 99))]
+    return f"API calls: {sum(per_endpoint.values())}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def render_report(snapshot: Snapshot, *, status_budget: int, common_budget: int) -> str:
+    """The whole report; the budgets (requests per minute) explain what was not read."""
     out: list[str] = []
     for discovery in snapshot.discoveries:
         out += _discovery_lines(discovery)
@@ -155,7 +236,7 @@ def render_report(snapshot: Snapshot) -> str:
         "BYTES WRITTEN",
         "LAST ERROR",
     )
-    out += ["", _table(header, rows) if rows else "no jobs found"]
+    out += ["", _table(header, rows) if rows else _no_jobs(snapshot)]
     for cluster_name, job_name, run in failures:
         out += [
             "",
@@ -167,6 +248,8 @@ def render_report(snapshot: Snapshot) -> str:
         if run.error_details:
             details = _printable(run.error_details[:ERROR_DETAILS_MAX], keep="\n\t")
             out.append(textwrap.indent(details, "  | "))
+    out += _incomplete_lines(snapshot, status_budget, common_budget)
+    out += ["", api_calls_line(snapshot)]
     return "\n".join(out)
 
 
@@ -177,4 +260,13 @@ def target_failed(snapshot: Snapshot) -> bool:
         (target.up is not True and target.unavailable is None)
         or any(cluster.up is False for cluster in target.clusters)
         for target in snapshot.targets
+    )
+
+
+def incomplete(snapshot: Snapshot) -> bool:
+    """Every target was read, but a job list or a job's status was not."""
+    return any(
+        cluster.up is None or any(_unread(job) for job in cluster.jobs)
+        for target in snapshot.targets
+        for cluster in target.clusters
     )

@@ -7,11 +7,11 @@ import click
 from cdm_exporter.cli.options import (
     DEFAULT_PORT,
     config_file_option,
-    env,
     fail,
     listen_address_option,
     load_or_exit,
     logging_options,
+    option,
     start_logging,
 )
 from cdm_exporter.cli.service import Service
@@ -23,22 +23,19 @@ from cdm_exporter.web.http_server import parse_listen_address
 @click.command()
 @config_file_option
 @listen_address_option(f":{DEFAULT_PORT}")
-@click.option(
+@option(
     "--web.telemetry-path",
     "telemetry_path",
     default="/metrics",
-    show_default=True,
-    envvar=env("web.telemetry-path"),
     help="Path under which to expose metrics.",
 )
-@click.option(
+@option(
     "--web.config.file",
     "web_config_file",
     type=click.Path(dir_okay=False),
-    envvar=env("web.config.file"),
     help="exporter-toolkit web configuration (TLS, basic auth).",
 )
-@logging_options
+@logging_options()
 def serve(
     config_file: str | None,
     listen_address: str,

@@ -1,8 +1,9 @@
 """``cdm-exporter simulate``: run the CDM + IAM simulator alone, until SIGINT/SIGTERM.
 
-Every option can also come from an environment variable ``CDM_EXPORTER_<OPTION>``
-(e.g. ``CDM_EXPORTER_WEB_LISTEN_ADDRESS``, ``CDM_EXPORTER_TIME_SCALE``; ``CDM_EXPORTER_FAULT``
-holds whitespace-separated specs).  The credentials on this command line are test
+Every option can also come from an environment variable ``CDM_SIMULATOR_<OPTION>``
+(e.g. ``CDM_SIMULATOR_WEB_LISTEN_ADDRESS``, ``CDM_SIMULATOR_TIME_SCALE``; ``CDM_SIMULATOR_FAULT``
+holds whitespace-separated specs): its own prefix, so that the exporter's ``CDM_EXPORTER_*``
+variables never move the simulator.  The credentials on this command line are test
 credentials: the simulator guards nothing real.
 """
 
@@ -18,13 +19,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from cdm_exporter.cli.options import SIMULATOR_ENV_PREFIX, option
 from cdm_exporter.simulator import SPEC_HELP, Fault, FaultSpecError, Simulator, SimulatorSettings
 from cdm_exporter.simulator import settings as defaults
 from cdm_exporter.simulator.generate import JOB_TYPES
 from cdm_exporter.simulator.replay import RecordingError, Replay, ReplayServer
 from cdm_exporter.simulator.service import HttpService
-
-ENV_PREFIX = "CDM_EXPORTER_"
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -85,10 +85,6 @@ class NonEmpty(_TextParam):
         return text
 
 
-def _env(option: str) -> str:
-    return ENV_PREFIX + option.upper().replace("-", "_").replace(".", "_")
-
-
 ADMIN_HELP = """\
 Admin API (JSON, no auth) under /_sim/; GET /_sim/ lists it all, e.g.:
   POST /_sim/faults {"spec": "job_status:500"}     DELETE /_sim/faults
@@ -97,15 +93,12 @@ Admin API (JSON, no auth) under /_sim/; GET /_sim/ lists it all, e.g.:
   GET  /_sim/stats"""
 
 
+def _option(*decls: str, **kwargs: Any) -> Callable[[FC], FC]:
+    """An option of the simulator, whose environment twin is ``CDM_SIMULATOR_*``."""
+    return option(*decls, env_prefix=SIMULATOR_ENV_PREFIX, **kwargs)
+
+
 # "\b" keeps click from re-wrapping a paragraph.
-def _option(*names: str, **kwargs: Any) -> Callable[[FC], FC]:
-    """click.option showing the default and the environment variable in --help."""
-    kwargs.setdefault("show_envvar", True)
-    if not kwargs.get("is_flag") and kwargs.get("default") is not None:
-        kwargs.setdefault("show_default", True)
-    return click.option(*names, **kwargs)
-
-
 EPILOG = "\n\n".join("\b\n" + part for part in (SPEC_HELP + "\n\n" + ADMIN_HELP).split("\n\n"))
 
 
@@ -115,21 +108,18 @@ EPILOG = "\n\n".join("\b\n" + part for part in (SPEC_HELP + "\n\n" + ADMIN_HELP)
     "listen_address",
     type=ListenAddress(),
     default="127.0.0.1:9796",
-    envvar=_env("web.listen-address"),
     help="Address to serve the simulated CDM and IAM APIs on (port 0: any free port).",
 )
 @_option(
     "--project-id",
     type=NonEmpty(r"[A-Za-z0-9_-]+", "a project id (letters, digits, '-', '_')"),
     default=defaults.DEFAULT_PROJECT_ID,
-    envvar=_env("project-id"),
     help="Project id in the API paths.",
 )
 @_option(
     "--region",
     type=NonEmpty(r"[A-Za-z0-9_-]+", "a region name"),
     default=defaults.DEFAULT_REGION,
-    envvar=_env("region"),
     help="Region (the IAM project name a token may be scoped to).",
 )
 @_option(
@@ -137,7 +127,6 @@ EPILOG = "\n\n".join("\b\n" + part for part in (SPEC_HELP + "\n\n" + ADMIN_HELP)
     "extra_projects",
     type=NonEmpty(r"[A-Za-z0-9_-]{1,64}", "a project name (region ID, or region_suffix for a sub-project)"),
     multiple=True,
-    envvar=_env("project"),
     help="Another IAM project, with clusters and jobs of its own (repeatable): a region's "
     "project (ap-southeast-1) is served on a port of its own, a sub-project (cn-north-4_dev) "
     "by its region's.",
@@ -147,98 +136,84 @@ EPILOG = "\n\n".join("\b\n" + part for part in (SPEC_HELP + "\n\n" + ADMIN_HELP)
     "regions_without_cdm",
     type=NonEmpty(r"[A-Za-z0-9-]+", "a region name"),
     multiple=True,
-    envvar=_env("region-without-cdm"),
     help="A region (with its project) whose gateway offers no CDM: 404 to every CDM path (repeatable).",
 )
 @_option(
     "--clusters",
     type=click.IntRange(0, 1000),
     default=2,
-    envvar=_env("clusters"),
     help="Number of clusters (from the third one on, some are not normal).",
 )
 @_option(
     "--jobs",
     type=click.IntRange(0, 100_000),
     default=10,
-    envvar=_env("jobs"),
     help="Jobs per cluster.",
 )
 @_option(
     "--seed",
     type=int,
     default=1,
-    envvar=_env("seed"),
     help="Seed of everything generated; same seed and clock, same answers.",
 )
 @_option(
     "--latency-ms",
     type=click.FloatRange(min=0),
     default=0.0,
-    envvar=_env("latency-ms"),
     help="Latency added to every API answer.",
 )
 @_option(
     "--rate-limit",
     type=click.IntRange(min=0),
     default=120,
-    envvar=_env("rate-limit"),
     help="Requests per minute per user and policy; 0 = unlimited.",
 )
 @_option(
     "--time-scale",
     type=click.FloatRange(min=0, min_open=True),
     default=1.0,
-    envvar=_env("time-scale"),
     help="Speed of simulated job time (60: a minute per second).",
 )
 @_option(
     "--token-ttl-seconds",
     type=click.FloatRange(min=0, min_open=True),
     default=86400.0,
-    envvar=_env("token-ttl-seconds"),
     help="Lifetime of IAM-issued tokens.",
 )
 @_option(
     "--token",
     type=NonEmpty(),
     default=defaults.DEFAULT_TOKEN,
-    envvar=_env("token"),
     help="Static X-Auth-Token accepted (never expires).",
 )
 @_option(
     "--access-key",
     type=NonEmpty(),
     default=defaults.DEFAULT_ACCESS_KEY,
-    envvar=_env("access-key"),
     help="AK accepted for SDK-HMAC-SHA256 signatures.",
 )
 @_option(
     "--secret-key",
     type=NonEmpty(),
     default=defaults.DEFAULT_SECRET_KEY,
-    envvar=_env("secret-key"),
     help="SK of that AK.",
 )
 @_option(
     "--iam-domain",
     type=NonEmpty(),
     default=defaults.DEFAULT_IAM_DOMAIN,
-    envvar=_env("iam-domain"),
     help="IAM account (domain) name for password tokens.",
 )
 @_option(
     "--iam-user",
     type=NonEmpty(),
     default=defaults.DEFAULT_IAM_USER,
-    envvar=_env("iam-user"),
     help="IAM user name.",
 )
 @_option(
     "--iam-password",
     type=NonEmpty(),
     default=defaults.DEFAULT_IAM_PASSWORD,
-    envvar=_env("iam-password"),
     help="IAM user password.",
 )
 @_option(
@@ -246,28 +221,24 @@ EPILOG = "\n\n".join("\b\n" + part for part in (SPEC_HELP + "\n\n" + ADMIN_HELP)
     "faults",
     type=FaultSpec(),
     multiple=True,
-    envvar=_env("fault"),
     help="Inject a fault (repeatable); grammar below.",
 )
 @_option(
     "--odd-job-names",
     is_flag=True,
     default=False,
-    envvar=_env("odd-job-names"),
     help="Give some jobs of the first cluster hostile names (a/b, .., ?x#y, 100%, ...).",
 )
 @_option(
     "--tls-cert",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    envvar=_env("tls-cert"),
     help="Serve HTTPS with this certificate (PEM); needs --tls-key.",
 )
 @_option(
     "--tls-key",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    envvar=_env("tls-key"),
     help="Private key (PEM) of --tls-cert.",
 )
 @_option(
@@ -275,7 +246,6 @@ EPILOG = "\n\n".join("\b\n" + part for part in (SPEC_HELP + "\n\n" + ADMIN_HELP)
     "refused_job_types",
     type=click.Choice(JOB_TYPES),
     multiple=True,
-    envvar=_env("refuse-job-type"),
     help="Answer job lists of this type with 400 Cdm.0014, like a cluster that does not know it "
     "(repeatable).",
 )
@@ -283,7 +253,6 @@ EPILOG = "\n\n".join("\b\n" + part for part in (SPEC_HELP + "\n\n" + ADMIN_HELP)
     "--history-order",
     type=click.Choice(defaults.HISTORY_ORDERS),
     default="newest-first",
-    envvar=_env("history-order"),
     help="Order of the runs in the run history (ShowSubmissions).",
 )
 @_option(
@@ -291,7 +260,6 @@ EPILOG = "\n\n".join("\b\n" + part for part in (SPEC_HELP + "\n\n" + ADMIN_HELP)
     "replay_file",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    envvar=_env("replay"),
     help="Serve the API exchanges of a recording ('check --record FILE') instead of a simulated "
     "world; any credential is accepted. Only --web.listen-address and --tls-* apply then.",
 )

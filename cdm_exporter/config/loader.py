@@ -164,6 +164,7 @@ def config_from_env(env: Mapping[str, str]) -> Config:
         security_token=secret_from_env(env, ENV_SECURITY_TOKEN, ENV_SECURITY_TOKEN)
         if env.get(ENV_SECURITY_TOKEN)
         else None,
+        sources=(ENV_AK, ENV_SK) + ((ENV_SECURITY_TOKEN,) if env.get(ENV_SECURITY_TOKEN) else ()),
     )
     region, project_id = present[ENV_REGION], present[ENV_PROJECT_ID]
     context = _Context(env=env, base_dir=None)
@@ -530,23 +531,28 @@ def _auth(value: object, path: str, context: _Context) -> AuthConfig:
     if len(modes) > 1:
         raise ConfigError(path, f"give exactly one auth mode, not {' and '.join(modes)}")
     if modes[0] == "token":
-        return TokenAuthConfig(token=_secret(auth, path, "token", context))
+        token, token_key = _secret(auth, path, "token", context)
+        return TokenAuthConfig(token=token, sources=(token_key,))
     if modes[0] == "password":
         sub = join(path, "password")
         password = mapping_of(auth["password"], sub, PASSWORD_KEYS)
+        domain_key, user_key = join(sub, "domain"), join(sub, "user")
+        domain = _single_line(string(_required(password, sub, "domain"), domain_key), domain_key)
+        user = _single_line(string(_required(password, sub, "user"), user_key), user_key)
+        secret, password_key = _secret(password, sub, "password", context)
         return PasswordAuthConfig(
-            domain=_single_line(
-                string(_required(password, sub, "domain"), join(sub, "domain")), join(sub, "domain")
-            ),
-            user=_single_line(string(_required(password, sub, "user"), join(sub, "user")), join(sub, "user")),
-            password=_secret(password, sub, "password", context),
+            domain=domain, user=user, password=secret, sources=(domain_key, user_key, password_key)
         )
     sub = join(path, "aksk")
     aksk = mapping_of(auth["aksk"], sub, AKSK_KEYS)
+    access_key, access_key_key = _access_key(aksk, sub, context)
+    secret_key, secret_key_key = _secret(aksk, sub, "secret_key", context)
+    security_token = _optional_secret(aksk, sub, "security_token", context)
     return AkSkAuthConfig(
-        access_key=_access_key(aksk, sub, context),
-        secret_key=_secret(aksk, sub, "secret_key", context),
-        security_token=_optional_secret(aksk, sub, "security_token", context),
+        access_key=access_key,
+        secret_key=secret_key,
+        security_token=security_token[0] if security_token else None,
+        sources=(access_key_key, secret_key_key) + ((security_token[1],) if security_token else ()),
     )
 
 
@@ -565,17 +571,20 @@ def _missing(mapping: dict[str, object], path: str, alternatives: tuple[str, ...
     return ConfigError(join(path, empty or alternatives[0]), f"{state} (or give {others})")
 
 
-def _secret(mapping: dict[str, object], path: str, base: str, context: _Context) -> Secret:
+def _secret(mapping: dict[str, object], path: str, base: str, context: _Context) -> tuple[Secret, str]:
+    """The secret under ``base``, ``base_file`` or ``base_env``, and the key it was read from."""
     alternatives = (base, f"{base}_file", f"{base}_env")
     chosen = _chosen(mapping, path, alternatives)
     if chosen is None:
         raise _missing(mapping, path, alternatives)
-    return _read_secret(mapping, path, chosen, context)
+    return _read_secret(mapping, path, chosen, context), join(path, chosen)
 
 
-def _optional_secret(mapping: dict[str, object], path: str, base: str, context: _Context) -> Secret | None:
+def _optional_secret(
+    mapping: dict[str, object], path: str, base: str, context: _Context
+) -> tuple[Secret, str] | None:
     chosen = _chosen(mapping, path, (base, f"{base}_file", f"{base}_env"))
-    return None if chosen is None else _read_secret(mapping, path, chosen, context)
+    return None if chosen is None else (_read_secret(mapping, path, chosen, context), join(path, chosen))
 
 
 def _read_secret(mapping: dict[str, object], path: str, chosen: str, context: _Context) -> Secret:
@@ -590,7 +599,8 @@ def _read_secret(mapping: dict[str, object], path: str, chosen: str, context: _C
     return secret_from_text(text, key, "the value")
 
 
-def _access_key(aksk: dict[str, object], path: str, context: _Context) -> str:
+def _access_key(aksk: dict[str, object], path: str, context: _Context) -> tuple[str, str]:
+    """The access key and the key it was read from."""
     alternatives = ("access_key", "access_key_env")
     chosen = _chosen(aksk, path, alternatives)
     if chosen is None:
@@ -600,7 +610,7 @@ def _access_key(aksk: dict[str, object], path: str, context: _Context) -> str:
     value = secret_from_env(context.env, text, key).reveal() if chosen.endswith("_env") else text
     if re.search(r"\s", value):
         raise ConfigError(key, "is not an access key (it contains whitespace)")
-    return value
+    return value, key
 
 
 def _collection(value: object, path: str) -> CollectionConfig:

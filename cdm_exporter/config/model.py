@@ -128,11 +128,19 @@ def _check_range(key: str, value: float, low: float, high: float, unit: str = ""
         raise ConfigError(key, f"must be between {low:g} and {high:g}{unit}, got {value:g}{unit}")
 
 
+# Each auth mode's ``sources``: where its settings were read from, in the order of its fields:
+# configuration keys (``targets[0].auth.aksk.secret_key_file``) or environment variables
+# (``HUAWEICLOUD_SDK_SK``). Messages about a refused credential name them; empty for a
+# configuration built in code. Not compared: reordering the targets of a reloaded file does not
+# make a target new.
+
+
 @dataclass(frozen=True)
 class TokenAuthConfig:
     """A ready IAM token (``X-Auth-Token``); it expires after 24 h and is not refreshed."""
 
     token: Secret
+    sources: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,7 @@ class PasswordAuthConfig:
     domain: str
     user: str
     password: Secret
+    sources: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,7 @@ class AkSkAuthConfig:
     access_key: str
     secret_key: Secret
     security_token: Secret | None = None
+    sources: tuple[str, ...] = field(default=(), compare=False)
 
 
 AuthConfig = TokenAuthConfig | PasswordAuthConfig | AkSkAuthConfig

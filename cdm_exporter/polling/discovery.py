@@ -138,7 +138,10 @@ class ProjectDiscovery:
         observer: Observer,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
+        one_shot: bool = False,
     ) -> None:
+        """``one_shot``: for ``check`` (see ``TargetPoller``); failures are then logged at debug
+        level, since the report shows them."""
         if target.projects is None:
             raise ValueError(f"target {target.name!r} has no projects selection")
         self.target = target
@@ -149,10 +152,12 @@ class ProjectDiscovery:
         self._observer = observer
         self._wall = wall
         self._mono = mono
+        self._one_shot = one_shot
         self._lister = lister_factory(target, collection, observer)
         self._lock = threading.Lock()
         self._projects: dict[str, _Project] = {}
-        self._listed_at: float | None = None
+        self._listed_at: float | None = None  # monotonic time of the last listing that worked
+        self._refused_at: float | None = None  # ... of the last listing IAM refused the credential for
         self._listing_ok: bool | None = None
         self._error: str | None = None
         self._listed = 0
@@ -217,12 +222,17 @@ class ProjectDiscovery:
     # --- discovery ---------------------------------------------------------------------------
 
     def _discover_if_due(self, deadline: float) -> None:
+        """List the projects when the last listing is older than ``discovery_interval``, or failed.
+
+        A failed listing is retried at every collection, except when IAM refused the credential:
+        like a refused cluster list, it is not sent again before ``discovery_interval`` (an access
+        key is locked for 5 minutes after 5 failed signatures, and a retry cannot fix a wrong key).
+        """
         now = self._mono()
-        if (
-            self._listing_ok
-            and self._listed_at is not None
-            and now - self._listed_at < self.collection.discovery_interval
-        ):
+        interval = self.collection.discovery_interval
+        if self._listing_ok and self._listed_at is not None and now - self._listed_at < interval:
+            return
+        if self._refused_at is not None and now - self._refused_at < interval:
             return
         left = deadline - now
         if left < MIN_REQUEST_SECONDS:
@@ -230,10 +240,13 @@ class ProjectDiscovery:
         try:
             listed = self._lister.list_auth_projects(timeout=min(self.collection.read_timeout, left))
         except CdmError as error:
-            # known projects keep being polled; a failed listing is retried at every collection
-            self.failures.failed("iam_projects", error)
+            # known projects keep being polled
+            self.failures.failed(
+                "iam_projects", error, level=logging.DEBUG if self._one_shot else logging.WARNING
+            )
             with self._lock:
                 self._listing_ok, self._error = False, str(error)
+                self._refused_at = now if isinstance(error, AuthError) else None
             return
         self.failures.recovered("iam_projects")
         wanted: dict[str, tuple[AuthProject, str]] = {}
@@ -243,7 +256,7 @@ class ProjectDiscovery:
                 wanted[project.id] = (project, region)
         self._apply(wanted)
         with self._lock:
-            self._listed_at, self._listing_ok, self._error = now, True, None
+            self._listed_at, self._listing_ok, self._error, self._refused_at = now, True, None, None
             self._listed = len(listed)
 
     def _apply(self, wanted: dict[str, tuple[AuthProject, str]]) -> None:
@@ -304,7 +317,14 @@ class ProjectDiscovery:
         watched = _Watched(client)
         identity = budget_identity(identity, region, self.collection.budget_scope)
         poller = TargetPoller(
-            config, self.collection, watched, self._budgets, identity, wall=self._wall, mono=self._mono
+            config,
+            self.collection,
+            watched,
+            self._budgets,
+            identity,
+            wall=self._wall,
+            mono=self._mono,
+            one_shot=self._one_shot,
         )
         return _Project(info, region, identity, watched, poller, SingleFlight())
 
@@ -339,7 +359,8 @@ class ProjectDiscovery:
     def _set_aside(self, project: _Project, reason: str, error: CdmError) -> None:
         project.unavailable = reason
         project.recheck_at = self._mono() + self.collection.unavailable_recheck_interval
-        log.warning(
+        log.log(
+            logging.DEBUG if self._one_shot else logging.WARNING,
             "project set aside: CDM is not offered in its region"
             if reason == NOT_OFFERED
             else "project set aside: the credential may not use CDM there",

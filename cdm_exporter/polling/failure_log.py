@@ -1,7 +1,8 @@
 """Logs each class of API failure once per target, not once per job per scrape.
 
 A broken credential or an outage would otherwise write a line for every job on every scrape.
-The first failure of a (scope, kind) pair is logged as a warning; repeats are counted and
+The first failure of a (scope, kind) pair is logged as a warning (or at the level the caller
+gives: a stopped cluster's job list is expected to fail); repeats are counted and
 summarised at most every ``repeat_after`` seconds; the first success after a failure in a scope
 logs a recovery line; a scope that is gone (a deleted cluster) is forgotten silently.
 """
@@ -39,7 +40,17 @@ class FailureLog:
         self._failing: dict[tuple[str, str], _Failing] = {}
         self._lock = threading.Lock()
 
-    def failed(self, scope: str, error: CdmError) -> None:
+    def failed(
+        self,
+        scope: str,
+        error: CdmError,
+        *,
+        message: str = "API call failed",
+        level: int = logging.WARNING,
+        **fields: object,
+    ) -> None:
+        """Log ``error`` unless its (scope, kind) was logged within ``repeat_after``; ``fields``
+        (a hint, the state that explains the failure) go into the line, ``None`` ones left out."""
         key = (scope, error.kind)
         now = self._clock()
         with self._lock:
@@ -49,8 +60,9 @@ class FailureLog:
                 return
             suppressed = entry.suppressed if entry is not None else 0
             self._failing[key] = _Failing(now)
-        self._log.warning(
-            "API call failed",
+        self._log.log(
+            level,
+            message,
             extra={
                 "target": self._target,
                 "scope": scope,
@@ -60,7 +72,8 @@ class FailureLog:
                 "code": error.code,
                 "request_id": error.request_id,
                 "error": error.message,
-                "repeats_since_last_log": suppressed,
+                **fields,
+                "repeats_since_last_log": suppressed or None,
             },
         )
 

@@ -40,6 +40,7 @@ from cdm_exporter.api.models import (
 from cdm_exporter.api.paging import JOB_PAGE_SIZE, JobListPaging
 from cdm_exporter.api.subjobs import current_run
 from cdm_exporter.config import CollectionConfig, TargetConfig
+from cdm_exporter.polling.auth_hint import auth_hint
 from cdm_exporter.polling.budget import Budgets, TokenBucket
 from cdm_exporter.polling.failure_log import FailureLog
 from cdm_exporter.polling.history import HistoryScan
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 
 #: a request is not started with less time than this left before the deadline
 MIN_REQUEST_SECONDS = 0.05
+#: the calls whose 401/403 means the credential itself was refused (not one job's URL)
+CREDENTIAL_ENDPOINTS: frozenset[Endpoint] = frozenset({"iam_token", "list_clusters"})
 
 
 class ApiClient(Protocol):
@@ -94,7 +97,10 @@ class TargetPoller:
         *,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
+        one_shot: bool = False,
     ) -> None:
+        """``one_shot``: for ``check``, whose report shows what failed and does not show the last
+        success: no run history is read, and failed calls and runs are logged at debug level."""
         self.target = target
         self.collection = collection
         self.client = client
@@ -102,6 +108,7 @@ class TargetPoller:
         self._budgets = budgets
         self._wall = wall
         self._mono = mono
+        self._one_shot = one_shot
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(
             max_workers=collection.concurrency, thread_name_prefix=f"cdm-{target.name[:12]}"
@@ -109,8 +116,11 @@ class TargetPoller:
         self._clusters: dict[str, ClusterState] = {}
         self._clusters_at: float | None = None
         self._clusters_ok: bool | None = None
-        self._auth_failed = False
+        self._auth_error: AuthError | None = None  # a 401/403 in the last collection
+        self._refused_at: float | None = None  # monotonic time the credential itself was refused
         self._error: str | None = None
+        self._error_kind: str | None = None
+        self._throttled_at: float | None = None  # wall time of the last 429 from CDM
         self._inflight: set[tuple[str, str, str]] = set()  # (what, cluster_id, job_name)
         self.failures = FailureLog(log, target.name)
         self.authenticated: bool | None = None  # did the last authenticated call work
@@ -118,13 +128,27 @@ class TargetPoller:
     # --- public ------------------------------------------------------------------------------
 
     def refresh(self, deadline: float) -> None:
-        """Bring the state up to date as far as budget and ``deadline`` (monotonic) allow."""
+        """Bring the state up to date as far as budget and ``deadline`` (monotonic) allow.
+
+        A credential the API refused (a 401/403 on the cluster list or the IAM token request) is
+        not sent again before ``discovery_interval`` has passed: CDM locks an access key for
+        5 minutes after 5 failed signatures in a row, and a retry cannot fix a wrong key.
+        """
         with self._lock:
-            self._auth_failed = False
+            refused_at = self._refused_at
+            if refused_at is not None and self._mono() - refused_at < self.collection.discovery_interval:
+                return  # the last collection's state (down, with its error) stands
+            self._refused_at = None
+            self._auth_error = None
         self._refresh_clusters(deadline)
+        if self._credential_refused():
+            return
         # lists first: they tell which jobs exist and which changed, which orders the status fetches
         self._wait(self._start_job_lists(deadline), deadline)
-        self._wait(self._start_status_fetches(deadline) + self._start_history_reads(deadline), deadline)
+        futures = self._start_status_fetches(deadline)
+        if not self._one_shot:
+            futures += self._start_history_reads(deadline)
+        self._wait(futures, deadline)
 
     def _wait(self, futures: list[Future[None]], deadline: float) -> None:
         if futures:
@@ -134,15 +158,33 @@ class TargetPoller:
         with self._lock:
             clusters = tuple(
                 ClusterView(
-                    c.cluster, c.up, tuple(c.jobs.values()), c.list_error, tuple(sorted(c.unsupported))
+                    c.cluster,
+                    c.up,
+                    tuple(c.jobs.values()),
+                    c.list_error,
+                    tuple(sorted(c.unsupported)),
+                    c.list_error_kind,
                 )
                 for c in self._clusters.values()
             )
-            up = None if self._clusters_ok is None else (self._clusters_ok and not self._auth_failed)
-            error = self._error
+            auth_error = self._auth_error
+            up = None if self._clusters_ok is None else (self._clusters_ok and auth_error is None)
+            error = str(auth_error) if auth_error is not None else self._error
+            error_kind = auth_error.kind if auth_error is not None else self._error_kind
+            throttled_at = self._throttled_at
         remaining = {p: self._budgets.bucket(self._identity, p).available() for p in POLICIES}
+        hint = auth_hint(self.target, auth_error) if auth_error is not None else None
         return TargetView(
-            self.target.name, self.target.project_id, self.target.region, up, clusters, error, remaining
+            self.target.name,
+            self.target.project_id,
+            self.target.region,
+            up,
+            clusters,
+            error,
+            remaining,
+            error_kind=error_kind,
+            throttled_at=throttled_at,
+            hint=hint,
         )
 
     def close(self) -> None:
@@ -155,22 +197,52 @@ class TargetPoller:
         """The budget ``endpoint``'s calls draw from."""
         return self._budgets.for_endpoint(self._identity, endpoint)
 
+    def _credential_refused(self) -> bool:
+        with self._lock:
+            return self._refused_at is not None
+
     def _timeout(self, deadline: float) -> float | None:
-        """Read timeout for a request started now, or None when there is no time left."""
+        """Read timeout for a request started now; None when there is no time left or the
+        credential was refused (no request is sent with it until ``refresh`` allows again)."""
+        if self._credential_refused():
+            return None
         left = deadline - self._mono()
         if left < MIN_REQUEST_SECONDS:
             return None
         return min(self.collection.read_timeout, left)
 
-    def _call_failed(self, scope: str, error: CdmError, bucket: TokenBucket | None) -> None:
+    def _call_failed(
+        self,
+        scope: str,
+        error: CdmError,
+        bucket: TokenBucket | None,
+        *,
+        message: str = "API call failed",
+        level: int = logging.WARNING,
+        **fields: object,
+    ) -> None:
         # a 429 pauses the bucket of the API that sent it (IAM's limits are not CDM's budgets)
         if isinstance(error, RateLimited) and bucket is not None and error.endpoint != "iam_token":
             bucket.throttled()
-        if isinstance(error, AuthError):
             with self._lock:
-                self._auth_failed = True
+                self._throttled_at = self._wall()
+        if isinstance(error, AuthError):
+            refused = error.endpoint in CREDENTIAL_ENDPOINTS
+            with self._lock:
+                self._auth_error = error
                 self.authenticated = False
-        self.failures.failed(scope, error)
+                # the next collection checks the credential with the cluster list before anything else
+                self._clusters_ok = False
+                if refused:
+                    self._refused_at = self._mono()
+                    for cluster in self._clusters.values():
+                        # no job list can work with a refused credential; list again once it works
+                        cluster.up, cluster.list_error, cluster.listed_at = False, str(error), None
+            fields["hint"] = auth_hint(self.target, error)
+            if refused:
+                fields["retry_in_seconds"] = self.collection.discovery_interval
+        level = logging.DEBUG if self._one_shot else level
+        self.failures.failed(scope, error, message=message, level=level, **fields)
 
     def _call_worked(self, scope: str | None) -> None:
         """A call worked; ``scope`` ends a failure there (None for per-job calls, where one job's
@@ -202,6 +274,7 @@ class TargetPoller:
             with self._lock:
                 self._clusters_ok = False  # a 429 too: the list did not work
                 self._error = str(error)
+                self._error_kind = error.kind
             return
         self._call_worked("list_clusters")
         selected = {c.id: c for c in clusters if self.target.cluster_selected(c.id, c.name)}
@@ -218,6 +291,7 @@ class TargetPoller:
             self._clusters_at = now
             self._clusters_ok = True
             self._error = None
+            self._error_kind = None
         for cluster_id in gone:
             self.failures.forget(_list_scope(cluster_id))
 
@@ -272,10 +346,25 @@ class TargetPoller:
                     cursor.type_index += 1
                     cursor.paging = JobListPaging()
                     continue
-                self._call_failed(_list_scope(cluster_id), error, bucket)
+                status = state.cluster.status_name
+                if status not in (None, "normal") and not isinstance(error, AuthError | RateLimited):
+                    # expected: a stopped (frozen, failed, ...) cluster cannot list its jobs, and
+                    # cdm_cluster_status already says why; no warning every list interval
+                    self._call_failed(
+                        _list_scope(cluster_id),
+                        error,
+                        bucket,
+                        message="job list unavailable: cluster not normal",
+                        level=logging.INFO,
+                        cluster_name=state.cluster.name,
+                        cluster_status=status,
+                    )
+                else:
+                    self._call_failed(_list_scope(cluster_id), error, bucket)
                 with self._lock:
                     state.up = False  # a 429 too: the list did not work
                     state.list_error = str(error)
+                    state.list_error_kind = error.kind
                     if not isinstance(error, RateLimited):  # throttled: resume where it stopped
                         state.listing = None  # start over next time: pages may have shifted
                         # retried at the list interval like a success, so a broken cluster cannot
@@ -349,6 +438,7 @@ class TargetPoller:
             state.listed_at = self._mono()
             state.up = True
             state.list_error = None
+            state.list_error_kind = None
 
     # --- 3. job status -----------------------------------------------------------------------
 
@@ -384,16 +474,17 @@ class TargetPoller:
         fetched_key = job.summary.change_key  # the entry this fetch answers for
         try:
             runs = self.client.job_status(cluster_id, job_name, timeout=timeout)
-        except NotFound as error:
-            # deleted since the list was read: the next list drops it; until then keep what we know
+        except CdmError as error:
             self._call_failed("job_status", error, bucket)
             with self._lock:
                 cluster = self._clusters.get(cluster_id)
-                if cluster is not None:
+                job = self._job(cluster_id, job_name)
+                if cluster is not None and job is not None:
+                    cluster.jobs[job_name] = replace(job, status_error=(error.kind, str(error)))
+                if cluster is not None and isinstance(error, NotFound):
+                    # deleted since the list was read: the next list drops it; until then keep
+                    # what we know
                     cluster.listed_at = None
-            return
-        except CdmError as error:
-            self._call_failed("job_status", error, bucket)
             return
         self._call_worked(None)
         run = current_run(job_name, runs)  # an entire-DB parent's run is made from its sub-jobs'
@@ -402,7 +493,10 @@ class TargetPoller:
             job = self._job(cluster_id, job_name)
             if job is None:
                 return
-            self._store(replace(job, latest=run, refreshed_at=refreshed_at, fetched_key=fetched_key), job)
+            fetched = replace(
+                job, latest=run, refreshed_at=refreshed_at, fetched_key=fetched_key, status_error=None
+            )
+            self._store(fetched, job)
 
     def _store(self, new: JobState, old: JobState) -> None:
         """Record a fetched run, deriving last success and whether history must be read."""
@@ -421,17 +515,18 @@ class TargetPoller:
             cluster.jobs[new.name] = new
 
     def _log_failed_run(self, cluster_id: str, run: Submission) -> None:
-        log.warning(
-            "job run failed",
-            extra={
-                "target": self.target.name,
-                "cluster_id": cluster_id,
-                "job_name": run.job_name,
-                "submission_id": run.submission_id,
-                "error_summary": run.error_summary,
-                "error_details": run.error_details,
-            },
-        )
+        """One line per failed run with its summary; the error details (a Java stack trace of
+        kilobytes) only at debug level, since ``check`` prints them whole."""
+        where = {
+            "target": self.target.name,
+            "cluster_id": cluster_id,
+            "job_name": run.job_name,
+            "submission_id": run.submission_id,
+        }
+        level = logging.DEBUG if self._one_shot else logging.WARNING
+        log.log(level, "job run failed", extra={**where, "error_summary": run.error_summary})
+        if run.error_details:
+            log.debug("job run error details", extra={**where, "error_details": run.error_details})
 
     # --- 4. run history (last success) ---------------------------------------------------------
 

@@ -55,6 +55,7 @@ class JobState:
     history_wanted: bool = False  # a run may have ended unseen: read the run history
     history_at: float | None = None  # monotonic time of the last history read
     history_scan: HistoryScan | None = None  # a history read the budget cut short, resumed next
+    status_error: tuple[str, str] | None = None  # (kind, message) of a failed status fetch, until one works
 
     @property
     def name(self) -> str:
@@ -175,6 +176,7 @@ class ClusterState:
     listed_at: float | None = None  # monotonic time the last complete list was read
     listing: ListingCursor | None = None
     list_error: str | None = None
+    list_error_kind: str | None = None  # ``CdmError.kind`` of list_error ("throttled", "auth", ...)
     unsupported: dict[str, float] = field(default_factory=dict)  # job type -> monotonic time refused
 
 
@@ -185,6 +187,7 @@ class ClusterView:
     jobs: tuple[JobState, ...]
     error: str | None
     unsupported_types: tuple[str, ...] = ()  # job types this cluster refused to list
+    error_kind: str | None = None  # ``CdmError.kind`` of error
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +201,9 @@ class TargetView:
     clusters: tuple[ClusterView, ...]
     error: str | None
     budget_remaining: dict[Policy, float]
+    error_kind: str | None = None  # ``CdmError.kind`` of error
+    throttled_at: float | None = None  # wall-clock time of the last 429 from CDM
+    hint: str | None = None  # what to check when the API refused the credentials
     #: the IAM project name, for a project found by discovery (``None`` for a configured one)
     project_name: str | None = None
     #: why a discovered project is set aside (``not_offered``, ``forbidden``), else ``None``

@@ -57,13 +57,16 @@ class Exporter:
         lister_factory: ListerFactory = build_project_lister,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
-        full_minute_budget: bool = False,
+        one_shot: bool = False,
     ) -> None:
+        """``one_shot``: for ``check``, which collects once and reports what failed: it may spend a
+        whole minute's budget at once, reads no run history (its report does not show the last
+        success) and logs failed calls and runs at debug level."""
         self._client_factory = client_factory
         self._lister_factory = lister_factory
         self._wall = wall
         self._mono = mono
-        self._full_minute_budget = full_minute_budget
+        self._one_shot = one_shot
         self._lock = threading.Lock()
         self._targets: dict[str, _Target] = {}
         self._collection: CollectionConfig | None = None
@@ -88,13 +91,14 @@ class Exporter:
                 self._budgets = Budgets(
                     {"job_status": budget.job_status, "common": budget.common},
                     clock=self._mono,
-                    full_minute=self._full_minute_budget,
+                    full_minute=self._one_shot,
                 )
             old = self._targets
             new: dict[str, _Target] = {}
             for target in config.targets:
                 kept = old.get(target.name)
                 if kept is not None and same_collection and kept.poller.target == target:
+                    kept.poller.target = target  # equal, but may name its settings differently
                     new[target.name] = kept
                 else:
                     new[target.name] = self._make_target(target, config.collection, self._budgets)
@@ -117,11 +121,21 @@ class Exporter:
                 observer=telemetry.observe,
                 wall=self._wall,
                 mono=self._mono,
+                one_shot=self._one_shot,
             )
             return _Target(discovery, telemetry)
         client, identity = self._client_factory(target, collection, telemetry.observe)
         identity = budget_identity(identity, target.region, collection.budget_scope)
-        poller = TargetPoller(target, collection, client, budgets, identity, wall=self._wall, mono=self._mono)
+        poller = TargetPoller(
+            target,
+            collection,
+            client,
+            budgets,
+            identity,
+            wall=self._wall,
+            mono=self._mono,
+            one_shot=self._one_shot,
+        )
         return _Target(poller, telemetry)
 
     @property
