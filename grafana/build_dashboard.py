@@ -25,6 +25,8 @@ DATASOURCE: Json = {"type": "prometheus", "uid": "${datasource}"}
 
 # Label filters of the template variables.
 PROJECT = 'project_id=~"$project", region=~"$region"'
+# Discovered projects set aside (no CDM in their region, or forbidden) read cdm_up 0 by design.
+NOT_SET_ASIDE = "unless on (project_id, region) cdm_project_unavailable == 1"
 CLUSTER = 'cluster_name=~"$cluster"'
 JOB = 'cluster_name=~"$cluster", job_name=~"$job"'
 JOB_KEY = "cluster_id, cluster_name, job_name"
@@ -361,12 +363,13 @@ def overview(y: int) -> list[Json]:
         "stat",
         "Exporter health",
         "Scrape: Prometheus can scrape the exporter (up). CDM API: authentication and the cluster list "
-        "worked at the last collection for every selected project (cdm_up). Job lists: the job list of "
-        "every selected cluster worked (cdm_cluster_up). DOWN when any of them is down.",
+        "worked at the last collection for every selected project (cdm_up), discovered projects set aside "
+        "excepted. Job lists: the job list of every selected cluster worked (cdm_cluster_up). DOWN when any "
+        "of them is down.",
         (20, y, 4, 6),
         targets=[
             target("A", f"min({EXPORTER_UP})", "Scrape", instant=True),
-            target("B", f"min(cdm_up{{{PROJECT}}})", "CDM API", instant=True),
+            target("B", f"min(cdm_up{{{PROJECT}}} {NOT_SET_ASIDE})", "CDM API", instant=True),
             target("C", f"min(cdm_cluster_up{{{CLUSTER}}})", "Job lists", instant=True),
         ],
         defaults={
@@ -675,9 +678,12 @@ def exporter(y: int) -> list[Json]:
         "state-timeline",
         "CDM API reachable (cdm_up)",
         "Per project and region: 1 (UP) when authentication and the cluster list worked at the last "
-        "collection. DOWN for 5 minutes fires CdmExporterApiDown.",
+        "collection. DOWN for 5 minutes fires CdmExporterApiDown. Discovered projects set aside (no CDM in "
+        "their region, or forbidden) are left out; the Projects table lists them.",
         (0, y + 1, 12, 6),
-        targets=[target("A", f"cdm_up{{{PROJECT}}}", "{{project_id}} {{region}} ({{instance}})")],
+        targets=[
+            target("A", f"cdm_up{{{PROJECT}}} {NOT_SET_ASIDE}", "{{project_id}} {{region}} ({{instance}})")
+        ],
         defaults=up_timeline_defaults,
         options=state_timeline_options(),
     )
@@ -815,6 +821,65 @@ def exporter(y: int) -> list[Json]:
         defaults=timeseries_defaults("short"),
         options=timeseries_options(),
     )
+    set_aside_mapping: Json = {
+        "type": "value",
+        "options": {
+            "0": {"text": "no", "color": "green", "index": 0},
+            "1": {"text": "set aside", "color": GREY, "index": 1},
+        },
+    }
+    projects = panel(
+        39,
+        "table",
+        "Projects",
+        "One row per project: its IAM name (for projects found by account-wide discovery), region and ID, "
+        "whether the CDM API worked at the last collection (cdm_up), and whether discovery set it aside "
+        "because CDM is not offered in its region or the credential may not use it there "
+        "(cdm_project_unavailable; retried every collection.unavailable_recheck_interval).",
+        (0, y + 23, 24, 6),
+        targets=[
+            target("A", f"max by (project_id, region) (cdm_up{{{PROJECT}}})", instant=True, table=True),
+            target(
+                "B",
+                f"max by (project_id, project_name, region) (cdm_project_info{{{PROJECT}}})",
+                instant=True,
+                table=True,
+            ),
+            target(
+                "C",
+                f"max by (project_id, region) (cdm_project_unavailable{{{PROJECT}}})",
+                instant=True,
+                table=True,
+            ),
+        ],
+        defaults={
+            "custom": {"align": "auto", "cellOptions": {"type": "auto"}, "filterable": True, "inspect": False}
+        },
+        overrides=[
+            by_name("CDM API", cell("color-background"), ("mappings", [UP_MAPPING])),
+            by_name("Set aside", cell("color-text"), ("mappings", [set_aside_mapping])),
+        ],
+        options={
+            "cellHeight": "sm",
+            "footer": {"countRows": False, "fields": "", "reducer": ["sum"], "show": False},
+            "showHeader": True,
+            "sortBy": [{"desc": False, "displayName": "CDM API"}],
+        },
+        transformations=[
+            {"id": "merge", "options": {}},
+            organize(
+                exclude=["Time", "Value #B"],
+                order=["project_name", "region", "project_id", "Value #A", "Value #C"],
+                rename={
+                    "project_name": "Project",
+                    "region": "Region",
+                    "project_id": "Project ID",
+                    "Value #A": "CDM API",
+                    "Value #C": "Set aside",
+                },
+            ),
+        ],
+    )
     return [
         row(
             30,
@@ -830,6 +895,7 @@ def exporter(y: int) -> list[Json]:
         refresh_age,
         duration,
         budget,
+        projects,
     ]
 
 

@@ -24,7 +24,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import GRAFANA_INTERVALS, RULES_DIR, TEMPLATE_VARIABLE, PrometheusServer, ScrapeJob
-from sim_targets import sim_target
+from sim_targets import sim_account_target, sim_target
 
 from cdm_exporter.cli.service import Service
 from cdm_exporter.config import CollectionConfig, Config
@@ -80,10 +80,13 @@ class LiveStack:
         return response.text
 
 
-def exporter_config(sim: Simulator, collection: CollectionConfig | None = None) -> Config:
-    """One target on ``sim`` with its static token; job lists every 5 s unless ``collection`` says."""
+def exporter_config(
+    sim: Simulator, collection: CollectionConfig | None = None, *, discovery: bool = False
+) -> Config:
+    """One target on ``sim`` with its static token (with ``discovery``, a ``projects: all`` target
+    for its account); job lists every 5 s unless ``collection`` says."""
     return Config(
-        targets=(sim_target(sim),),
+        targets=(sim_account_target(sim) if discovery else sim_target(sim),),
         collection=collection or CollectionConfig(job_list_interval=5.0),
     )
 
@@ -95,12 +98,13 @@ def live_stack(
     *,
     collection: CollectionConfig | None = None,
     extra_scrape_jobs: Sequence[ScrapeJob] = (),
+    discovery: bool = False,
 ) -> Iterator[LiveStack]:
     """Start an exporter on the running simulator ``sim`` and a Prometheus scraping it every second
     (job SCRAPE_JOB, plus ``extra_scrape_jobs``) with ``rule_files`` loaded; both are stopped when the
-    block ends (the simulator is the caller's)."""
+    block ends (the simulator is the caller's). ``discovery``: see :func:`exporter_config`."""
     with ExitStack() as stack:
-        service = Service(exporter_config(sim, collection))
+        service = Service(exporter_config(sim, collection, discovery=discovery))
         http = service.start("127.0.0.1:0")
         stack.callback(service.stop)
         scrape_jobs = [ScrapeJob(SCRAPE_JOB, [f"127.0.0.1:{http.port}"]), *extra_scrape_jobs]

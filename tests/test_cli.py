@@ -253,12 +253,20 @@ def test_demo_is_lively_within_40_seconds() -> None:
     process = spawn("demo", "--web.listen-address", f"127.0.0.1:{port}")
     try:
         wanted = {"RUNNING", "SUCCEEDED", "FAILED"}
-        wait_for(f"http://127.0.0.1:{port}/metrics", lambda text: wanted <= statuses(text), timeout=40)
+        text = wait_for(
+            f"http://127.0.0.1:{port}/metrics", lambda text: wanted <= statuses(text), timeout=40
+        ).text
     finally:
         code, out, err = stop(process)
     assert code == 0, err
     assert f"http://127.0.0.1:{port}/metrics" in out
     assert "CDM simulator:" in out and "Open " in out
+    # one projects: all target finds two regions with CDM and sets the one without aside
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    info = [s.labels for s in samples if s.name == "cdm_project_info"]
+    assert {labels["region"] for labels in info} == {"cn-north-4", "ap-southeast-1", "ap-southeast-3"}
+    aside = [s.labels for s in samples if s.name == "cdm_project_unavailable" and s.value == 1]
+    assert [(labels["region"], labels["reason"]) for labels in aside] == [("ap-southeast-3", "not_offered")]
     # the third cluster is stopped on purpose: the banner says so, the log does not alarm
     assert (
         "Cluster cdm-ingest-03 is stopped on purpose, to show a failing cluster: "

@@ -96,6 +96,10 @@ CONTRACT: dict[str, frozenset[str]] = {
     "cdm_exporter_build_info": frozenset({"version"}),
     # Added to the first version of the contract, for the dashboard.
     "cdm_api_budget_remaining": frozenset({"project_id", "region", "policy"}),
+    # Account-wide discovery (projects targets).
+    "cdm_project_info": frozenset({"project_id", "project_name", "region"}),
+    "cdm_project_unavailable": frozenset({"project_id", "region", "reason"}),
+    "cdm_project_discovery_up": frozenset({"target"}),
 }
 TARGET_LABELS = frozenset({"instance", "job"})
 # Series Prometheus itself writes; None = any label.
@@ -421,7 +425,7 @@ def test_status_timeline_codes_match_the_recording_rule(dashboard: dict[str, Any
 def test_table_transformations_are_wired(dashboard: dict[str, Any]) -> None:
     """Every query's value column is hidden or renamed, and every override names a column that exists."""
     tables = [p for p in panels(dashboard) if p["type"] == "table"]
-    assert len(tables) == 2
+    assert len(tables) == 3  # jobs, clusters, projects
     for p in tables:
         kinds = [t["id"] for t in p["transformations"]]
         assert kinds == ["merge", "organize"], p["title"]
@@ -438,11 +442,13 @@ def test_table_transformations_are_wired(dashboard: dict[str, Any]) -> None:
         columns = set(organize["renameByName"].values())
         for name in override_properties(p):
             assert name in columns, f"{p['title']}: override for missing column {name!r}"
-        # The merge joins on the identity labels: every query keeps cluster_id and cluster_name.
+        # The merge joins on the identity labels: every query keeps cluster_id and cluster_name
+        # (project_id and region in the projects table).
+        identity = {"project_id", "region"} if p["title"] == "Projects" else {"cluster_id", "cluster_name"}
         for t in p["targets"]:
             by = re.match(r"(?:time\(\) - )?(?:max|sum) by \(([^)]*)\)", t["expr"])
             assert by, t["expr"]
-            assert {"cluster_id", "cluster_name"} <= {s.strip() for s in by.group(1).split(",")}, t["expr"]
+            assert identity <= {s.strip() for s in by.group(1).split(",")}, t["expr"]
 
 
 def test_required_panels_and_queries(dashboard: dict[str, Any]) -> None:

@@ -4,7 +4,8 @@ Two stacks, one per module fixture, each with its own simulator, exporter and Pr
 second:
 
 ``monitored``
-    A healthy project (3 normal clusters, 12 generated jobs each, simulated time 5x faster) plus jobs
+    A healthy project (3 normal clusters, 12 generated jobs each, simulated time 5x faster; found by a
+    ``projects: all`` target, so the discovery series are there too) plus jobs
     put into known states before the exporter starts: one that SUCCEEDED, one that FAILED after an
     earlier success, long runs. Prometheus loads prometheus/recording.yml and alerts.yml unchanged.
     Issue 3: job status, progress and the counters of a finished run as PromQL sees them agree with the
@@ -245,7 +246,8 @@ def monitored() -> Iterator[Monitored]:
         jobs = add_known_jobs(sim)
         started = time.time()
         collection = CollectionConfig(job_list_interval=JOB_LIST_INTERVAL)
-        with live_stack(sim, RULE_FILES, collection=collection) as stack:
+        # found by account-wide discovery, so that its series are exported too
+        with live_stack(sim, RULE_FILES, collection=collection, discovery=True) as stack:
             stack.prometheus.wait_for_target_up(SCRAPE_JOB)
             # ended now and checked by the module's last test, which then needs no wait of its own
             ended = end_runs_once_seen_running(stack.prometheus, sim, jobs.cluster.id)

@@ -116,6 +116,16 @@ def contract_series(registry: CollectorRegistry) -> None:
     # cdm_up 0: the API is down for this project (makes CdmExporterApiDown pending).
     Gauge("cdm_up", "Collection worked.", list(PROJECT), registry=registry).labels(**PROJECT).set(0)
     Gauge("cdm_scrape_duration_seconds", "Collection time.", registry=registry).set(0.8)
+    # the project was found by a projects target, and is not set aside
+    Gauge("cdm_project_info", "Project.", [*PROJECT, "project_name"], registry=registry).labels(
+        **PROJECT, project_name=PROJECT["region"]
+    ).set(1)
+    unavailable = Gauge("cdm_project_unavailable", "Set aside.", [*PROJECT, "reason"], registry=registry)
+    for reason in ("not_offered", "forbidden"):
+        unavailable.labels(**PROJECT, reason=reason).set(0)
+    Gauge("cdm_project_discovery_up", "Listing worked.", ["target"], registry=registry).labels(
+        target="account"
+    ).set(1)
     budget = Gauge("cdm_api_budget_remaining", "Budget.", [*PROJECT, "policy"], registry=registry)
     budget.labels(**PROJECT, policy="job_status").set(87)
     budget.labels(**PROJECT, policy="common").set(95)

@@ -38,6 +38,8 @@ START_CLI = "from cdm_exporter.cli.simulate import simulate; simulate(prog_name=
         (["--fault", "nowhere:500"], {}, "--fault"),
         (["--token", ""], {}, "--token"),
         (["--project-id", "a/b"], {}, "--project-id"),
+        (["--project", "a b"], {}, "--project"),
+        (["--region-without-cdm", "cn-north-4"], {}, "region without CDM"),
         (["--history-order", "sideways"], {}, "--history-order"),
         (["--refuse-job-type", "ODD_JOB"], {}, "--refuse-job-type"),
         (["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"], {}, "--tls-cert"),
@@ -153,3 +155,42 @@ def test_process_serves_and_stops_on_a_signal(
     _wait_for_line(lines, "simulator stopped", timeout=5)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/_sim/", timeout=2)
+
+
+def test_projects_and_regions_are_served_and_listed() -> None:
+    args = ["--web.listen-address", "127.0.0.1:0", "--project", "ap-southeast-1"]
+    args += ["--project", "cn-north-4_dev", "--region-without-cdm", "ap-southeast-3"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", START_CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        url = _wait_for_line(lines, "CDM simulator listening on ").split()[-1]
+        banner = {
+            line.split()[2].rstrip(":"): line.split(": ", 1)[1].strip()
+            for line in (_wait_for_line(lines, "  project ") for _ in range(4))
+        }
+        regions = requests.get(f"{url}/_sim/", timeout=10).json()["regions"]
+        listed = requests.get(f"{url}/v3/auth/projects", headers={"X-Auth-Token": "sim-token"}, timeout=10)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert set(regions) == {"cn-north-4", "ap-southeast-1", "ap-southeast-3"} and regions["cn-north-4"] == url
+    assert banner == {
+        "cn-north-4": url,
+        "cn-north-4_dev": url,
+        "ap-southeast-1": regions["ap-southeast-1"],
+        "ap-southeast-3": "no CDM in this region (404)",
+    }
+    assert {p["name"] for p in listed.json()["projects"]} >= set(banner)

@@ -157,6 +157,9 @@ def _parse_time(value: Any) -> datetime | None:
 class PasswordAuth(CdmAuth):
     """IAM user password: a project-scoped token from ``POST /v3/auth/tokens``, cached and renewed.
 
+    With ``project_id=None`` the token is scoped to the user's domain (account) instead: such a
+    token lists the projects the user may use (``GET /v3/auth/projects``), but CDM refuses it.
+
     The token is renewed ``min(refresh_margin, refresh_fraction * lifetime)`` before it expires,
     the lifetime being ``expires_at - issued_at`` as IAM reports them (so a skewed local clock
     does not matter), counted from the local time of the fetch. Concurrent callers that find
@@ -173,7 +176,7 @@ class PasswordAuth(CdmAuth):
         domain: str,
         user: str,
         password: str,
-        project_id: str,
+        project_id: str | None,
         *,
         session: requests.Session | None = None,
         observer: Observer | None = None,
@@ -190,7 +193,7 @@ class PasswordAuth(CdmAuth):
         self._domain = _plain(domain, "domain")
         self._user = _plain(user, "user")
         self._password = _secret(password, "password")
-        self._project_id = _plain(project_id, "project_id")
+        self._project_id = None if project_id is None else _plain(project_id, "project_id")
         self._session = session
         self._observer = observer
         self._connect_timeout = connect_timeout
@@ -283,7 +286,9 @@ class PasswordAuth(CdmAuth):
                             }
                         },
                     },
-                    "scope": {"project": {"id": self._project_id}},
+                    "scope": {"project": {"id": self._project_id}}
+                    if self._project_id is not None
+                    else {"domain": {"name": self._domain}},
                 }
             }
         ).encode("utf-8")
@@ -351,14 +356,16 @@ class PasswordAuth(CdmAuth):
 class AkSkAuth(CdmAuth):
     """Access key / secret key: every request is signed (``SDK-HMAC-SHA256``) with a fresh date.
 
-    ``security_token`` is set for temporary credentials (``X-Security-Token``).
+    ``security_token`` is set for temporary credentials (``X-Security-Token``). ``project_id`` is
+    sent as ``X-Project-Id``, as the SDK's ``BasicCredentials`` do; ``None`` for a call that is
+    not scoped to a project (listing the user's projects at IAM, as the SDK's IAM helper does).
     """
 
     def __init__(
         self,
         access_key: str,
         secret_key: str,
-        project_id: str,
+        project_id: str | None,
         security_token: str | None = None,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -367,7 +374,7 @@ class AkSkAuth(CdmAuth):
             access_key.strip() if isinstance(access_key, str) else access_key, "access_key"
         )
         self._secret_key = _secret(secret_key, "secret_key")
-        self._project_id = _plain(project_id, "project_id")
+        self._project_id = None if project_id is None else _plain(project_id, "project_id")
         self._security_token = None if security_token is None else _secret(security_token, "security_token")
         self._clock = clock
         self._identity = f"aksk:{_fingerprint(self._access_key.reveal())}"
@@ -386,7 +393,8 @@ class AkSkAuth(CdmAuth):
         self, request: requests.PreparedRequest, deadline: Deadline | None = None
     ) -> requests.PreparedRequest:
         assert request.method is not None and request.url is not None
-        request.headers["X-Project-Id"] = self._project_id
+        if self._project_id is not None:
+            request.headers["X-Project-Id"] = self._project_id
         if self._security_token is not None:
             request.headers["X-Security-Token"] = self._security_token.reveal()
         to_sign = {k: v for k, v in request.headers.items() if k.lower() not in _UNSIGNED_HEADERS}

@@ -5,7 +5,8 @@ names are label values (``cdm_api_requests_total{endpoint}``, ``cdm_api_budget_r
 and log keys, so they are plain strings, never renamed.
 
 CDM counts requests per IAM user and policy over a rolling minute: ``job_status`` covers
-ShowJobStatus alone, ``common`` every other CDM call. IAM token requests are not limited by CDM.
+ShowJobStatus alone, ``common`` every other CDM call. IAM's calls (``iam_token``, and
+``iam_projects``, the listing of a credential's projects) are not limited by CDM.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, Literal, get_args
 
-Endpoint = Literal["iam_token", "list_clusters", "list_jobs", "job_status", "submissions"]
+Endpoint = Literal["iam_token", "iam_projects", "list_clusters", "list_jobs", "job_status", "submissions"]
 Policy = Literal["job_status", "common"]
 
 ENDPOINTS: Final[tuple[Endpoint, ...]] = get_args(Endpoint)

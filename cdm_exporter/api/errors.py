@@ -51,6 +51,12 @@ class TransportError(CdmError):
     kind = "transport"
 
 
+class NameNotResolved(TransportError):
+    """The endpoint's host name does not resolve: for a discovered project, a region without CDM."""
+
+    kind = "dns"
+
+
 class TimeoutError_(TransportError):
     """The connect or read timeout passed."""
 

@@ -509,3 +509,39 @@ def latest(submissions: list[Submission]) -> Submission | None:
 
     best = max(submissions, key=order)
     return best if order(best) != (-1.0, -1.0) else submissions[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthProject:
+    """One entry of IAM's KeystoneListAuthProjects (``GET /v3/auth/projects``).
+
+    A region's default project is named by its region ID (``cn-north-4``), a sub-project
+    ``<region>_<suffix>`` (docs/api-notes.md, "IAM projects").
+    """
+
+    id: str
+    name: str
+    enabled: bool = True
+    parent_id: str | None = None
+    domain_id: str | None = None
+
+
+def _auth_project(raw: Mapping[str, Any]) -> AuthProject | None:
+    project_id, name = as_str(raw.get("id")), as_str(raw.get("name"))
+    if not project_id or name is None:
+        return None
+    # ``enabled`` is always sent; should it be missing, polling an unknown project costs less
+    # than silently never polling a real one
+    enabled = as_bool(raw.get("enabled"))
+    return AuthProject(
+        id=project_id,
+        name=name,
+        enabled=True if enabled is None else enabled,
+        parent_id=as_str(raw.get("parent_id")),
+        domain_id=as_str(raw.get("domain_id")),
+    )
+
+
+def parse_auth_projects(payload: Any) -> list[AuthProject]:
+    """``{"projects": [...], "links": {...}}``; an entry without ``id`` or ``name`` is dropped alone."""
+    return _parse_each(_record_list(payload, "projects"), _auth_project)[0]

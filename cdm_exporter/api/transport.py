@@ -23,7 +23,13 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from cdm_exporter.api.endpoints import Endpoint
-from cdm_exporter.api.errors import CdmError, MalformedResponse, TimeoutError_, TransportError
+from cdm_exporter.api.errors import (
+    CdmError,
+    MalformedResponse,
+    NameNotResolved,
+    TimeoutError_,
+    TransportError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +226,7 @@ def classify(endpoint: Endpoint, exc: BaseException, url: str) -> TransportError
     if has(ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
         return error("connection reset by {}")
     if has(urllib3.exceptions.NameResolutionError):
-        return error("name resolution failed for {}")
+        return error("name resolution failed for {}", NameNotResolved)
     timeout_types = (
         requests.exceptions.Timeout,
         urllib3.exceptions.ReadTimeoutError,

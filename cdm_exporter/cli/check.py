@@ -26,7 +26,13 @@ from cdm_exporter.cli.options import config_file_option, load_or_exit, logging_o
 from cdm_exporter.cli.report import incomplete, render_report, target_failed
 from cdm_exporter.config import AkSkAuthConfig, CollectionConfig, Config, TargetConfig
 from cdm_exporter.logs import redact_secrets
-from cdm_exporter.polling.client_factory import ClientFactory, build_client
+from cdm_exporter.polling.client_factory import (
+    ClientFactory,
+    ListerFactory,
+    ProjectLister,
+    build_client,
+    build_project_lister,
+)
 from cdm_exporter.polling.poller import ApiClient
 from cdm_exporter.polling.targets import Exporter
 
@@ -49,6 +55,15 @@ def recording_factory(recorder: ExchangeRecorder) -> ClientFactory:
         target: TargetConfig, collection: CollectionConfig, observer: Observer
     ) -> tuple[ApiClient, str]:
         return build_client(target, collection, RecordingObserver(observer, recorder))
+
+    return factory
+
+
+def recording_lister_factory(recorder: ExchangeRecorder) -> ListerFactory:
+    """IAM project listers (of ``projects`` targets) whose every exchange also goes to ``recorder``."""
+
+    def factory(target: TargetConfig, collection: CollectionConfig, observer: Observer) -> ProjectLister:
+        return build_project_lister(target, collection, RecordingObserver(observer, recorder))
 
     return factory
 
@@ -101,10 +116,17 @@ def check(
     redact_secrets(config.secret_values())
     recorder = ExchangeRecorder(recording_secrets(config)) if record_file is not None else None
     factory = build_client if recorder is None else recording_factory(recorder)
+    lister = build_project_lister if recorder is None else recording_lister_factory(recorder)
     # one_shot: failed calls and runs are logged at debug level (the report shows them). A
     # recording also carries the run history, which a run's end makes wanted only once its status
     # has landed: a second and third pass read it, so a replay serves what `serve` reads.
-    exporter = Exporter(config, client_factory=factory, one_shot=True, read_history=recorder is not None)
+    exporter = Exporter(
+        config,
+        client_factory=factory,
+        lister_factory=lister,
+        one_shot=True,
+        read_history=recorder is not None,
+    )
     deadline = time.monotonic() + timeout
     try:
         for _ in range(RECORDING_PASSES if recorder is not None else 1):

@@ -1,4 +1,7 @@
-"""``cdm-exporter demo``: the simulator and an exporter pointed at it, nothing to configure."""
+"""``cdm-exporter demo``: the simulator and an exporter pointed at it, nothing to configure.
+
+The simulated account has a project in two regions with CDM (and a sub-project in the first),
+and a region without CDM; the exporter finds them all through IAM (``projects: all``)."""
 
 from __future__ import annotations
 
@@ -12,32 +15,40 @@ from cdm_exporter.config import (
     Config,
     JobsFilter,
     PasswordAuthConfig,
+    ProjectSelection,
     Secret,
     TargetConfig,
 )
+from cdm_exporter.config.model import DEFAULT_ENDPOINT_TEMPLATE
 from cdm_exporter.simulator import Simulator, SimulatorSettings
 from cdm_exporter.web.http_server import parse_listen_address
 
 DEMO_PORT = 9792
+#: the demo account: a sub-project next to the primary project (cn-north-4), a second region with
+#: CDM, and a region without CDM (its project is discovered and set aside)
+DEMO_PROJECTS = ("cn-north-4_analytics", "ap-southeast-1")
+DEMO_REGIONS_WITHOUT_CDM = ("ap-southeast-3",)
 
 
 def demo_config(sim: Simulator) -> Config:
-    """A one-target configuration that logs in to the simulator's IAM like a real account."""
+    """One ``projects: all`` target that logs in to the simulator's IAM like a real account."""
     settings = sim.settings
     target = TargetConfig(
         name="demo",
-        region=settings.region,
-        project_id=settings.project_id,
-        endpoint=sim.url,
+        region="",
+        project_id="",
+        endpoint=DEFAULT_ENDPOINT_TEMPLATE,
         iam_endpoint=sim.url,
         auth=PasswordAuthConfig(
             domain=settings.iam_domain, user=settings.iam_user, password=Secret(settings.iam_password)
         ),
         clusters=(),
         jobs=JobsFilter(),
+        projects=ProjectSelection(all_projects=True),
+        region_endpoints=tuple((region, sim.region_url(region)) for region in sim.projects.regions),
     )
     # a short list interval keeps the demo lively; a real account keeps the defaults
-    return Config(targets=(target,), collection=CollectionConfig(job_list_interval=15.0))
+    return Config(targets=(target,), collection=CollectionConfig(job_list_interval=30.0))
 
 
 @click.command()
@@ -66,7 +77,14 @@ def demo(
         sim_host, sim_port = parse_listen_address(simulator_address)
     except ValueError as error:
         fail(str(error))
-    sim = Simulator(SimulatorSettings(clusters=clusters, jobs=jobs))
+    sim = Simulator(
+        SimulatorSettings(
+            clusters=clusters,
+            jobs=jobs,
+            extra_projects=DEMO_PROJECTS,
+            regions_without_cdm=DEMO_REGIONS_WITHOUT_CDM,
+        )
+    )
     sim.start(host=sim_host, port=sim_port)
     service = Service(demo_config(sim))
     try:
@@ -78,6 +96,9 @@ def demo(
         f"CDM simulator:  {sim.url}  "
         f"(IAM user {sim.settings.iam_user!r} in domain {sim.settings.iam_domain!r})"
     )
+    for project in sim.projects.views():
+        where = sim.region_url(project.region) if project.cdm else "no CDM in this region"
+        click.echo(f"  project {project.name:<22} {where}")
     click.echo(f"cdm-exporter:   {http.url('/metrics')}")
     for cluster in sim.world.clusters():
         status = CLUSTER_STATUSES.get(cluster.status, cluster.status)

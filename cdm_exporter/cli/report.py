@@ -16,7 +16,7 @@ import textwrap
 from cdm_exporter.api.endpoints import ENDPOINTS, Endpoint
 from cdm_exporter.api.models import FAILED_STATUSES
 from cdm_exporter.polling.snapshot import Snapshot
-from cdm_exporter.polling.state import JobState, TargetView
+from cdm_exporter.polling.state import DiscoveryView, JobState, TargetView
 
 ERROR_DETAILS_MAX = 2000
 
@@ -101,8 +101,28 @@ def _job_row(cluster_name: str, job: JobState) -> tuple[str, ...]:
     )
 
 
+#: why a discovered project is set aside, as ``check`` says it
+_SET_ASIDE = {
+    "not_offered": "set aside, CDM is not offered in its region",
+    "forbidden": "set aside, the credential may not use CDM there",
+}
+
+
+def _discovery_lines(discovery: DiscoveryView) -> list[str]:
+    name = _printable(discovery.target)
+    if discovery.up:
+        return [f"target {name}: {discovery.listed} project(s) listed by IAM, {discovery.selected} selected"]
+    state = "FAILED" if discovery.up is False else "not reached"
+    lines = [f"target {name}: listing its projects {state}"]
+    if discovery.error:
+        lines.append(f"  error: {_printable(discovery.error)}")
+    return lines
+
+
 def _target_lines(target: TargetView) -> list[str]:
     state = {True: "up", False: "DOWN", None: "not reached"}[target.up]
+    if target.unavailable is not None:
+        state = _SET_ASIDE.get(target.unavailable, "set aside")
     where = f"region {target.region}, project {target.project_id}"
     lines = [f"target {_printable(target.name)} ({where}): {state}"]
     if target.error:
@@ -207,6 +227,8 @@ def api_calls_line(snapshot: Snapshot) -> str:
 def render_report(snapshot: Snapshot, *, status_budget: int, common_budget: int) -> str:
     """The whole report; the budgets (requests per minute) explain what was not read."""
     out: list[str] = []
+    for discovery in snapshot.discoveries:
+        out += _discovery_lines(discovery)
     for target in snapshot.targets:
         out += _target_lines(target)
     rows = []
@@ -246,9 +268,11 @@ def render_report(snapshot: Snapshot, *, status_budget: int, common_budget: int)
 
 
 def target_failed(snapshot: Snapshot) -> bool:
-    """A target or one of its clusters could not be read."""
-    return any(
-        target.up is not True or any(cluster.up is False for cluster in target.clusters)
+    """A target, a project listing or a cluster could not be read (``check`` exits 1); a
+    discovered project set aside (no CDM in its region, or forbidden) is not a failure."""
+    return any(discovery.up is not True for discovery in snapshot.discoveries) or any(
+        (target.up is not True and target.unavailable is None)
+        or any(cluster.up is False for cluster in target.clusters)
         for target in snapshot.targets
     )
 

@@ -123,6 +123,22 @@ EPILOG = "\n\n".join("\b\n" + part for part in (SPEC_HELP + "\n\n" + ADMIN_HELP)
     help="Region (the IAM project name a token may be scoped to).",
 )
 @_option(
+    "--project",
+    "extra_projects",
+    type=NonEmpty(r"[A-Za-z0-9_-]{1,64}", "a project name (region ID, or region_suffix for a sub-project)"),
+    multiple=True,
+    help="Another IAM project, with clusters and jobs of its own (repeatable): a region's "
+    "project (ap-southeast-1) is served on a port of its own, a sub-project (cn-north-4_dev) "
+    "by its region's.",
+)
+@_option(
+    "--region-without-cdm",
+    "regions_without_cdm",
+    type=NonEmpty(r"[A-Za-z0-9-]+", "a region name"),
+    multiple=True,
+    help="A region (with its project) whose gateway offers no CDM: 404 to every CDM path (repeatable).",
+)
+@_option(
     "--clusters",
     type=click.IntRange(0, 1000),
     default=2,
@@ -252,6 +268,8 @@ def simulate(
     listen_address: tuple[str, int],
     project_id: str,
     region: str,
+    extra_projects: tuple[str, ...],
+    regions_without_cdm: tuple[str, ...],
     clusters: int,
     jobs: int,
     seed: int,
@@ -275,8 +293,10 @@ def simulate(
 ) -> None:
     """Run a simulated Huawei Cloud CDM + IAM API (for demos, tests and dashboards).
 
-    One port serves the CDM paths (/v1.1/{project_id}/...) and IAM (POST /v3/auth/tokens).
-    It prints its URL and the credentials it accepts, and runs until SIGINT or SIGTERM.
+    One port serves the CDM paths (/v1.1/{project_id}/...) and IAM (POST /v3/auth/tokens,
+    GET /v3/auth/projects); each other region of --project or --region-without-cdm gets a port
+    of its own. It prints the URLs and the credentials it accepts, and runs until SIGINT or
+    SIGTERM.
     With --replay it serves a recording of a real account instead.
     """
     if (tls_cert is None) != (tls_key is None):
@@ -290,6 +310,8 @@ def simulate(
         settings = SimulatorSettings(
             project_id=project_id,
             region=region,
+            extra_projects=extra_projects,
+            regions_without_cdm=regions_without_cdm,
             clusters=clusters,
             jobs=jobs,
             seed=seed,
@@ -389,6 +411,11 @@ def _print_banner(sim: Simulator, faults: tuple[Fault, ...]) -> None:
         lines.append(
             f"  cluster      {cluster.id} {cluster.name} status {cluster.status} ({cluster.job_count} jobs)"
         )
+    if len(sim.projects.regions) > 1:
+        lines.append(f"  IAM projects {sim.url}/v3/auth/projects")
+        for project in sim.projects.views():
+            where = sim.region_url(project.region) if project.cdm else "no CDM in this region (404)"
+            lines.append(f"  project      {project.id} {project.name}: {where}")
     lines.extend(f"  fault        {f}" for f in faults)
     click.echo("\n".join(lines))
     sys.stdout.flush()

@@ -16,6 +16,7 @@ from .model import (
     Config,
     JobsFilter,
     PasswordAuthConfig,
+    ProjectSelection,
     TargetConfig,
     TokenAuthConfig,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "JobsFilter",
     "PasswordAuthConfig",
+    "ProjectSelection",
     "Secret",
     "TargetConfig",
     "TokenAuthConfig",

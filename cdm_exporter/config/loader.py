@@ -30,6 +30,8 @@ from cdm_exporter.api.secret import Secret
 from .errors import ConfigError
 from .model import (
     BUDGET_WARN_ABOVE,
+    DEFAULT_ENDPOINT_TEMPLATE,
+    GLOBAL_IAM_ENDPOINT,
     AkSkAuthConfig,
     AuthConfig,
     BudgetConfig,
@@ -37,15 +39,17 @@ from .model import (
     Config,
     JobsFilter,
     PasswordAuthConfig,
+    ProjectSelection,
     TargetConfig,
     TokenAuthConfig,
     default_endpoint,
     default_iam_endpoint,
     endpoint_problem,
     is_plain_http_to_remote,
+    is_region_id,
 )
 from .secret_sources import read_secret_file, readable_by_others, secret_from_env, secret_from_text
-from .strict_yaml import boolean, describe, integer, join, mapping_of, parse_yaml, string, strings
+from .strict_yaml import boolean, describe, integer, join, mapping_of, parse_yaml, string, strings, user_key
 
 log = logging.getLogger("cdm_exporter.config")
 
@@ -78,9 +82,12 @@ ENV_IAM_ENDPOINT = "HUAWEICLOUD_SDK_IAM_ENDPOINT"
 _ENV_REQUIRED = (ENV_AK, ENV_SK, ENV_PROJECT_ID, ENV_REGION)
 
 
+_CDM_ENDPOINT_ENV_PREFIX = "HUAWEICLOUD_SDK_REGION_CDM_"
+
+
 def cdm_endpoint_env_var(region: str) -> str:
     """The variable the SDK reads to override the CDM endpoint of ``region``."""
-    return "HUAWEICLOUD_SDK_REGION_CDM_" + region.replace("-", "_").upper()
+    return _CDM_ENDPOINT_ENV_PREFIX + region.replace("-", "_").upper()
 
 
 # --------------------------------------------------------------------------- entry points
@@ -301,7 +308,14 @@ def _config(data: object, context: _Context) -> Config:
 
 def _target(value: object, path: str, context: _Context) -> TargetConfig:
     target = mapping_of(value, path, TARGET_KEYS)
+    if _present(target, "projects"):
+        return _projects_target(target, path, context)
     region = string(_required(target, path, "region"), join(path, "region"))
+    if "project_id" not in target:
+        raise ConfigError(
+            join(path, "project_id"),
+            "is required (or give projects: all to poll every project the credential may use)",
+        )
     project_id = string(_required(target, path, "project_id"), join(path, "project_id"))
     name = string(target["name"], join(path, "name")) if _present(target, "name") else project_id
 
@@ -312,6 +326,22 @@ def _target(value: object, path: str, context: _Context) -> TargetConfig:
         else:
             endpoints[key] = _endpoint_default(context, path, key, region)
 
+    watching = _watching(target, path, context)
+    with _under(path):
+        config = TargetConfig(
+            name=name,
+            region=region,
+            project_id=project_id,
+            endpoint=endpoints["endpoint"],
+            iam_endpoint=endpoints["iam_endpoint"],
+            **watching,
+        )
+    _warn_about(config, path)
+    return config
+
+
+def _watching(target: dict[str, object], path: str, context: _Context) -> dict[str, Any]:
+    """The settings every kind of target has: credentials and what to watch."""
     clusters = strings(target["clusters"], join(path, "clusters")) if _present(target, "clusters") else ()
     jobs = _jobs(target.get("jobs"), join(path, "jobs"))
     ca_bundle = None
@@ -322,23 +352,116 @@ def _target(value: object, path: str, context: _Context) -> TargetConfig:
     insecure = False
     if _present(target, "tls_insecure_skip_verify"):
         insecure = boolean(target["tls_insecure_skip_verify"], join(path, "tls_insecure_skip_verify"))
-    auth = _auth(_required(target, path, "auth"), join(path, "auth"), context)
+    if _present(target, "region_endpoints"):
+        raise ConfigError(
+            join(path, "region_endpoints"),
+            "is only used with projects (one CDM endpoint per discovered region); "
+            "a target with a project_id has one endpoint",
+        )
+    return {
+        "auth": _auth(_required(target, path, "auth"), join(path, "auth"), context),
+        "clusters": tuple(dict.fromkeys(clusters)),
+        "jobs": jobs,
+        "ca_bundle": ca_bundle,
+        "tls_insecure_skip_verify": insecure,
+    }
 
+
+def _projects_target(target: dict[str, object], path: str, context: _Context) -> TargetConfig:
+    """A target that discovers its projects through IAM (``projects: all`` or a selection)."""
+    for key in ("project_id", "region"):
+        if key in target:
+            hint = (
+                "give either project_id or projects, not both"
+                if key == "project_id"
+                else "each discovered project is polled in its own region (iam_endpoint chooses the "
+                "IAM endpoint); remove it"
+            )
+            raise ConfigError(join(path, key), f"is not used with projects: {hint}")
+    selection = _projects(target["projects"], join(path, "projects"))
+    if "name" not in target:
+        raise ConfigError(
+            join(path, "name"), "is required with projects (/probe?target=NAME selects the target)"
+        )
+    name = string(_required(target, path, "name"), join(path, "name"))
+
+    # Like one project's endpoint: what the file says, else the SDK's variables, else derived.
+    explicit: dict[str, str] = {}
+    if _present(target, "region_endpoints"):
+        explicit = _region_endpoints(target["region_endpoints"], join(path, "region_endpoints"))
+    if _present(target, "endpoint"):
+        template = _strip_slash(string(target["endpoint"], join(path, "endpoint")))
+        from_env: dict[str, str] = {}
+    else:
+        template = DEFAULT_ENDPOINT_TEMPLATE
+        from_env = _env_region_endpoints(context, path)
+    if _present(target, "iam_endpoint"):
+        iam_endpoint = _strip_slash(string(target["iam_endpoint"], join(path, "iam_endpoint")))
+    else:
+        iam_endpoint = (
+            _env_endpoint(context, ENV_IAM_ENDPOINT, join(path, "iam_endpoint")) or GLOBAL_IAM_ENDPOINT
+        )
+
+    watching = _watching({k: v for k, v in target.items() if k != "region_endpoints"}, path, context)
     with _under(path):
         config = TargetConfig(
             name=name,
-            region=region,
-            project_id=project_id,
-            endpoint=endpoints["endpoint"],
-            iam_endpoint=endpoints["iam_endpoint"],
-            auth=auth,
-            clusters=tuple(dict.fromkeys(clusters)),
-            jobs=jobs,
-            ca_bundle=ca_bundle,
-            tls_insecure_skip_verify=insecure,
+            region="",
+            project_id="",
+            endpoint=template,
+            iam_endpoint=iam_endpoint,
+            projects=selection,
+            region_endpoints=tuple(sorted({**from_env, **explicit}.items())),
+            **watching,
         )
     _warn_about(config, path)
     return config
+
+
+def _projects(value: object, key: str) -> ProjectSelection:
+    if value == "all":
+        return ProjectSelection(all_projects=True)
+    if isinstance(value, str):
+        raise ConfigError(
+            key,
+            f"expected all or a list of region IDs and project-name globs, got the string {value!r}; "
+            "write a list: [...]",
+        )
+    if not isinstance(value, list) or not value:
+        got = "an empty list" if isinstance(value, list) else describe(value)
+        raise ConfigError(key, f"expected all or a list of region IDs and project-name globs, got {got}")
+    patterns = tuple(dict.fromkeys(string(item, f"{key}[{index}]") for index, item in enumerate(value)))
+    with _under(key):
+        return ProjectSelection(patterns=patterns)
+
+
+def _region_endpoints(value: object, path: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ConfigError(path, f"expected a mapping of region ID to CDM endpoint, got {describe(value)}")
+    endpoints: dict[str, str] = {}
+    for region, url in value.items():
+        where = user_key(path, region)
+        if not isinstance(region, str) or not is_region_id(region):
+            raise ConfigError(
+                where, "is not a region ID; expected lower-case words joined by '-', like cn-north-4"
+            )
+        endpoints[region] = _strip_slash(string(url, where))
+    return endpoints
+
+
+def _env_region_endpoints(context: _Context, path: str) -> dict[str, str]:
+    """``HUAWEICLOUD_SDK_REGION_CDM_<REGION>`` variables: the CDM endpoints they override."""
+    endpoints: dict[str, str] = {}
+    for variable in sorted(context.env):
+        if not variable.startswith(_CDM_ENDPOINT_ENV_PREFIX):
+            continue
+        region = variable[len(_CDM_ENDPOINT_ENV_PREFIX) :].lower().replace("_", "-")
+        if not is_region_id(region):
+            raise ConfigError(variable, f"names no region (expected {cdm_endpoint_env_var('cn-north-4')})")
+        url = _env_endpoint(context, variable, join(path, "region_endpoints"))
+        if url is not None:
+            endpoints[region] = url
+    return endpoints
 
 
 def _strip_slash(url: str) -> str:
@@ -352,14 +475,19 @@ def _endpoint_default(context: _Context, path: str, key: str, region: str) -> st
         variable, derived = cdm_endpoint_env_var(region), default_endpoint(region)
     else:
         variable, derived = ENV_IAM_ENDPOINT, default_iam_endpoint(region)
+    return _env_endpoint(context, variable, join(path, key)) or derived
+
+
+def _env_endpoint(context: _Context, variable: str, overrides: str) -> str | None:
+    """The endpoint an SDK variable sets, checked, or ``None`` when it is unset or blank."""
     override = context.env.get(variable, "").strip()
     if not override:
-        return derived
+        return None
     # The SDK accepts a comma-separated list for fail-over; one session per target uses the first.
     url = _strip_slash(override.split(",")[0].strip())
     problem = endpoint_problem(url)
     if problem:
-        raise ConfigError(variable, f"(overrides {join(path, key)}) {problem}")
+        raise ConfigError(variable, f"(overrides {overrides}) {problem}")
     return url
 
 
@@ -498,6 +626,8 @@ def _collection(value: object, path: str) -> CollectionConfig:
             changes[key] = integer(collection[key], where)
         elif key == "budget_per_minute":
             changes[key] = _budget(collection[key], where)
+        elif key == "budget_scope":
+            changes[key] = string(collection[key], where)
         else:  # every other collection setting is a duration in seconds
             changes[key] = parse_duration(collection[key], where)
     with _under(path):
@@ -522,8 +652,9 @@ def _budget(value: object, path: str) -> BudgetConfig:
 
 def _warn_about(target: TargetConfig, path: str) -> None:
     """Warnings for settings that work but weaken security."""
-    for key in ("endpoint", "iam_endpoint"):
-        url = getattr(target, key)
+    urls = [(key, getattr(target, key)) for key in ("endpoint", "iam_endpoint")]
+    urls += [(f"region_endpoints.{region}", url) for region, url in target.region_endpoints]
+    for key, url in urls:
         if is_plain_http_to_remote(url):
             log.warning(
                 "%s: plain http:// to a non-loopback host sends credentials and tokens unencrypted",

@@ -38,6 +38,18 @@ _UNSAFE_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 
 DAY = 86400.0
 
+#: IAM's global endpoint, which the SDK uses for account-wide calls when no region picks another
+#: (docs/api-notes.md, "IAM projects")
+GLOBAL_IAM_ENDPOINT = "https://iam.myhuaweicloud.com"
+#: where a discovered project's region ID goes in a ``projects`` target's endpoint template
+REGION_PLACEHOLDER = "{region}"
+#: the CDM endpoint of each discovered region, as :func:`default_endpoint` derives it
+DEFAULT_ENDPOINT_TEMPLATE = f"https://cdm.{REGION_PLACEHOLDER}.myhuaweicloud.com"
+#: what one API budget covers: one per credential (the safe reading), or one per credential and region
+BUDGET_SCOPES: tuple[str, ...] = ("credential", "region")
+#: a project name as IAM allows it (letters, digits, "-", "_"; at most 64), plus glob characters
+_PROJECT_PATTERN = re.compile(r"[A-Za-z0-9_*?\[\]!-]{1,64}")
+
 
 def default_endpoint(region: str) -> str:
     """The CDM endpoint Huawei's SDK derives for ``region`` (docs/api-notes.md, "Endpoints and hosts")."""
@@ -47,6 +59,18 @@ def default_endpoint(region: str) -> str:
 def default_iam_endpoint(region: str) -> str:
     """The regional IAM endpoint (docs/api-notes.md, "Endpoints and hosts")."""
     return f"https://iam.{region}.myhuaweicloud.com"
+
+
+def is_region_id(text: str) -> bool:
+    """Whether ``text`` has the shape of a region ID (``cn-north-4``, ``eu-de``)."""
+    return _REGION.fullmatch(text) is not None
+
+
+def project_region(project_name: str) -> str | None:
+    """The region of an IAM project: its name (``cn-north-4``) or the part before the first ``_``
+    of a sub-project (``cn-north-4_analytics``); ``None`` when the name names no region."""
+    head = project_name.split("_", 1)[0]
+    return head if is_region_id(head) else None
 
 
 def endpoint_problem(url: str) -> str | None:
@@ -173,8 +197,50 @@ class JobsFilter:
 
 
 @dataclass(frozen=True)
+class ProjectSelection:
+    """Which projects a ``projects`` target polls: every one the credential may use (``all``),
+    or those in the listed regions or whose name matches one of the listed globs.
+
+    An entry shaped like a region ID (``cn-north-4``) selects the region's project and all its
+    sub-projects; any other entry is a case-sensitive glob on the project name (``*_prod``,
+    ``cn-north-4_etl*``).
+    """
+
+    all_projects: bool = False
+    patterns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.all_projects and self.patterns:
+            raise ConfigError("", "is either all or a list of regions and globs, not both")
+        if not self.all_projects and not self.patterns:
+            raise ConfigError("", "must list at least one region ID or project-name glob, or be all")
+        for index, pattern in enumerate(self.patterns):
+            if pattern == "all":
+                raise ConfigError(f"[{index}]", "write projects: all (not in a list) to poll every project")
+            if not _PROJECT_PATTERN.fullmatch(pattern):
+                raise ConfigError(
+                    f"[{index}]",
+                    f"{pattern!r} is neither a region ID (like cn-north-4) nor a project-name glob "
+                    "(up to 64 letters, digits, - and _, with * ? [ ] as wildcards)",
+                )
+
+    def selects(self, project_name: str, region: str) -> bool:
+        if self.all_projects:
+            return True
+        return any(
+            pattern == region if is_region_id(pattern) else fnmatch.fnmatchcase(project_name, pattern)
+            for pattern in self.patterns
+        )
+
+
+@dataclass(frozen=True)
 class TargetConfig:
-    """One CDM project in one region, with its credentials and what to watch there."""
+    """One CDM project in one region, with its credentials and what to watch there.
+
+    With ``projects`` it is instead every project its credential may use (or a selection of
+    them), found through IAM; ``project_id`` and ``region`` are then empty, ``endpoint`` is a
+    template holding ``{region}``, and ``region_endpoints`` overrides it for single regions.
+    """
 
     name: str
     region: str
@@ -186,8 +252,65 @@ class TargetConfig:
     jobs: JobsFilter = field(default_factory=JobsFilter)
     ca_bundle: str | None = None
     tls_insecure_skip_verify: bool = False
+    projects: ProjectSelection | None = None
+    region_endpoints: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.projects is not None:
+            self._check_discovery()
+        else:
+            self._check_project()
+        if not _TARGET_NAME.fullmatch(self.name):
+            raise ConfigError(
+                "name",
+                f"{self.name!r} is not a valid target name; use up to 128 letters, digits and "
+                "_ . : / -, starting with a letter or digit",
+            )
+        for key in ("endpoint", "iam_endpoint"):
+            url = getattr(self, key)
+            if key == "endpoint" and self.projects is not None:
+                url = url.replace(REGION_PLACEHOLDER, "cn-north-4")  # a template: check one region's URL
+            problem = endpoint_problem(url)
+            if problem:
+                raise ConfigError(key, problem)
+        for index, cluster in enumerate(self.clusters):
+            if not cluster:
+                raise ConfigError(f"clusters[{index}]", "must not be empty")
+        if self.ca_bundle == "":
+            raise ConfigError("ca_bundle", "must not be empty")
+        if self.ca_bundle is not None and self.tls_insecure_skip_verify:
+            raise ConfigError(
+                "tls_insecure_skip_verify",
+                "contradicts ca_bundle (a CA bundle is only used to verify); remove one of them",
+            )
+
+    def _check_discovery(self) -> None:
+        if self.project_id:
+            raise ConfigError("projects", "give either project_id or projects, not both")
+        if self.region:
+            raise ConfigError(
+                "region",
+                "is not used with projects: each discovered project is polled in its own region "
+                "(iam_endpoint chooses the IAM endpoint); remove it",
+            )
+        if REGION_PLACEHOLDER not in self.endpoint:
+            raise ConfigError(
+                "endpoint",
+                f"with projects, the endpoint is a template for every region: write {REGION_PLACEHOLDER} "
+                f"where the region ID goes, like {DEFAULT_ENDPOINT_TEMPLATE} "
+                "(region_endpoints sets the endpoint of one region)",
+            )
+        for region, url in self.region_endpoints:
+            if not _REGION.fullmatch(region):
+                raise ConfigError(
+                    f"region_endpoints[{region!r}]",
+                    "is not a region ID; expected lower-case words joined by '-', like cn-north-4",
+                )
+            problem = endpoint_problem(url)
+            if problem:
+                raise ConfigError(f"region_endpoints.{region}", problem)
+
+    def _check_project(self) -> None:
         # Region and project first: the endpoints are derived from the region and the name from
         # the project ID, so their errors would otherwise hide the one the user has to fix.
         if not _REGION.fullmatch(self.region):
@@ -202,26 +325,16 @@ class TargetConfig:
                 f"{self.project_id!r} is not a project ID; expected 32 hexadecimal characters "
                 "(IAM console > My Credentials > Projects)",
             )
-        if not _TARGET_NAME.fullmatch(self.name):
+        if self.region_endpoints:
             raise ConfigError(
-                "name",
-                f"{self.name!r} is not a valid target name; use up to 128 letters, digits and "
-                "_ . : / -, starting with a letter or digit",
+                "region_endpoints",
+                "is only used with projects (one CDM endpoint per discovered region); "
+                "a target with a project_id has one endpoint",
             )
-        for key in ("endpoint", "iam_endpoint"):
-            problem = endpoint_problem(getattr(self, key))
-            if problem:
-                raise ConfigError(key, problem)
-        for index, cluster in enumerate(self.clusters):
-            if not cluster:
-                raise ConfigError(f"clusters[{index}]", "must not be empty")
-        if self.ca_bundle == "":
-            raise ConfigError("ca_bundle", "must not be empty")
-        if self.ca_bundle is not None and self.tls_insecure_skip_verify:
-            raise ConfigError(
-                "tls_insecure_skip_verify",
-                "contradicts ca_bundle (a CA bundle is only used to verify); remove one of them",
-            )
+
+    def endpoint_for(self, region: str) -> str:
+        """The CDM endpoint of a discovered project in ``region`` (a ``projects`` target)."""
+        return dict(self.region_endpoints).get(region) or self.endpoint.replace(REGION_PLACEHOLDER, region)
 
     def cluster_selected(self, cluster_id: str, cluster_name: str) -> bool:
         """Whether a cluster is watched: ``clusters`` is empty or names its id or its name."""
@@ -253,8 +366,17 @@ class CollectionConfig:
     read_timeout: float = 10.0
     default_scrape_timeout: float = 10.0
     scrape_timeout_offset: float = 0.5
+    budget_scope: str = "credential"
+    unavailable_recheck_interval: float = 3600.0
 
     def __post_init__(self) -> None:
+        if self.budget_scope not in BUDGET_SCOPES:
+            raise ConfigError(
+                "budget_scope",
+                f"unknown budget scope {self.budget_scope!r}; expected one of {', '.join(BUDGET_SCOPES)}"
+                + did_you_mean(self.budget_scope, BUDGET_SCOPES),
+            )
+        _check_range("unavailable_recheck_interval", self.unavailable_recheck_interval, 0, 7 * DAY, "s")
         _check_range("concurrency", self.concurrency, 1, 64)
         # 0 is allowed for the intervals: refresh on every collection (the budget still applies).
         _check_range("discovery_interval", self.discovery_interval, 0, DAY, "s")

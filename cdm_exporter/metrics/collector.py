@@ -24,6 +24,9 @@ Series produced (identity labels ``cluster_id``, ``cluster_name``, ``job_name`` 
     cdm_cluster_up{cluster_id,cluster_name}          1 when the cluster's job list worked last time
     cdm_up{project_id,region}                        1 when auth and the cluster list worked last time
     cdm_api_budget_remaining{project_id,region,policy="job_status|common"}
+    cdm_project_info{project_id,project_name,region} 1  a project found by discovery (projects targets)
+    cdm_project_unavailable{project_id,region,reason="not_offered|forbidden"} 1|0  1 while set aside
+    cdm_project_discovery_up{target}                 1 when the last listing of the target's projects worked
     cdm_scrape_duration_seconds                      how long the last collection took
     cdm_api_requests_total{endpoint,code}            every HTTP call made
     cdm_api_request_duration_seconds{endpoint}       histogram of their latency
@@ -43,6 +46,7 @@ from prometheus_client.samples import Sample
 
 from cdm_exporter import __version__
 from cdm_exporter.api.models import CLUSTER_STATUSES, FAILED_STATUSES, JOB_STATUSES, Counters
+from cdm_exporter.polling.discovery import UNAVAILABLE_REASONS
 from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.state import JobInfo, JobState, TargetView
 from cdm_exporter.polling.telemetry import TelemetrySnapshot
@@ -248,6 +252,40 @@ def _target_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
     yield from (up, budget)
 
 
+def _discovery_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """Families of account-wide discovery; absent unless a ``projects`` target is configured."""
+    if not snapshot.discoveries:
+        return
+    info = GaugeMetricFamily(
+        "cdm_project_info",
+        "A project found by discovery; always 1.",
+        labels=("project_id", "project_name", "region"),
+    )
+    unavailable = GaugeMetricFamily(
+        "cdm_project_unavailable",
+        "1 while a discovered project is set aside for this reason (CDM not offered in its region, "
+        "or forbidden), else 0.",
+        labels=("project_id", "region", "reason"),
+    )
+    seen: set[tuple[str, str]] = set()
+    for target in snapshot.targets:
+        key = (target.project_id, target.region)
+        if target.project_name is None or key in seen:  # a project found by two targets
+            continue
+        seen.add(key)
+        info.add_metric((target.project_id, target.project_name, target.region), 1.0)
+        for reason in UNAVAILABLE_REASONS:  # every reason always present, as the status enums
+            unavailable.add_metric((*key, reason), 1.0 if target.unavailable == reason else 0.0)
+    up = GaugeMetricFamily(
+        "cdm_project_discovery_up",
+        "1 when the last listing of the projects of a projects target worked.",
+        labels=("target",),
+    )
+    for discovery in snapshot.discoveries:
+        up.add_metric((discovery.target,), 1.0 if discovery.up else 0.0)
+    yield from (info, unavailable, up)
+
+
 def _self_families(snapshot: Snapshot) -> Iterator[Metric]:
     duration = GaugeMetricFamily("cdm_scrape_duration_seconds", "Time the last collection took.")
     if snapshot.scrape_duration is not None:
@@ -288,6 +326,7 @@ def families(snapshot: Snapshot) -> list[Metric]:
         *jobs.all(),
         *_cluster_families(snapshot.targets),
         *_target_families(snapshot.targets),
+        *_discovery_families(snapshot),
         *_self_families(snapshot),
     ]
 

@@ -105,6 +105,13 @@ class TokenBucket:
             return max(0.0, min(self._tokens, self._window_room(now)))
 
 
+def budget_identity(identity: str, region: str, scope: str) -> str:
+    """Whose budget a target spends: its credential's, shared across regions (``credential``, the
+    safe reading of the per-user limit, docs/api-notes.md "Rate limits"), or its credential's in
+    its region (``region``)."""
+    return f"{identity}@{region}" if scope == "region" else identity
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetKey:
     identity: str  # the credential's non-secret identity: the API counts per user

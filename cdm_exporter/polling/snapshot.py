@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdm_exporter.polling.state import TargetView
+from cdm_exporter.polling.state import DiscoveryView, TargetView
 from cdm_exporter.polling.telemetry import TelemetrySnapshot
 
 
@@ -15,3 +15,4 @@ class Snapshot:
     targets: tuple[TargetView, ...]
     telemetry: TelemetrySnapshot
     scrape_duration: float | None
+    discoveries: tuple[DiscoveryView, ...] = ()  # one per ``projects`` target

@@ -204,3 +204,18 @@ class TargetView:
     error_kind: str | None = None  # ``CdmError.kind`` of error
     throttled_at: float | None = None  # wall-clock time of the last 429 from CDM
     hint: str | None = None  # what to check when the API refused the credentials
+    #: the IAM project name, for a project found by discovery (``None`` for a configured one)
+    project_name: str | None = None
+    #: why a discovered project is set aside (``not_offered``, ``forbidden``), else ``None``
+    unavailable: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryView:
+    """The project discovery of one ``projects`` target at one moment."""
+
+    target: str
+    up: bool | None  # did the last listing of the credential's projects work; None before the first
+    error: str | None
+    listed: int  # projects the credential may use, at the last listing that worked
+    selected: int  # of those, the ones polled: enabled, in a region, selected by ``projects``

@@ -2,6 +2,8 @@
 
 ``collect()`` refreshes the targets in parallel within a deadline; each target's refresh is a
 single flight, so concurrent scrapes (``/metrics`` and ``/probe`` alike) share one collection.
+A ``projects`` target is a :class:`ProjectDiscovery` (one poller per discovered project) in
+place of a single poller.
 """
 
 from __future__ import annotations
@@ -13,10 +15,17 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from cdm_exporter.config import CollectionConfig, Config, TargetConfig
-from cdm_exporter.polling.budget import Budgets
-from cdm_exporter.polling.client_factory import ClientFactory, build_client
+from cdm_exporter.polling.budget import Budgets, budget_identity
+from cdm_exporter.polling.client_factory import (
+    ClientFactory,
+    ListerFactory,
+    build_client,
+    build_project_lister,
+)
+from cdm_exporter.polling.discovery import ProjectDiscovery
 from cdm_exporter.polling.poller import TargetPoller
 from cdm_exporter.polling.snapshot import Snapshot
+from cdm_exporter.polling.state import TargetView
 from cdm_exporter.polling.telemetry import ApiTelemetry, TelemetrySnapshot
 from cdm_exporter.singleflight import FlightTimeout, SingleFlight
 
@@ -28,10 +37,15 @@ class UnknownTarget(KeyError):
 
 
 class _Target:
-    def __init__(self, poller: TargetPoller, telemetry: ApiTelemetry) -> None:
+    def __init__(self, poller: TargetPoller | ProjectDiscovery, telemetry: ApiTelemetry) -> None:
         self.poller = poller
         self.telemetry = telemetry
         self.flight: SingleFlight[None] = SingleFlight()
+
+    def views(self) -> tuple[TargetView, ...]:
+        if isinstance(self.poller, ProjectDiscovery):
+            return self.poller.views()
+        return (self.poller.view(),)
 
 
 class Exporter:
@@ -40,6 +54,7 @@ class Exporter:
         config: Config,
         *,
         client_factory: ClientFactory = build_client,
+        lister_factory: ListerFactory = build_project_lister,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
         one_shot: bool = False,
@@ -50,6 +65,7 @@ class Exporter:
         success) and logs failed calls and runs at debug level. ``read_history`` overrides the
         history part (``check --record`` reads it, so that a replay serves what ``serve`` needs)."""
         self._client_factory = client_factory
+        self._lister_factory = lister_factory
         self._wall = wall
         self._mono = mono
         self._one_shot = one_shot
@@ -98,7 +114,22 @@ class Exporter:
 
     def _make_target(self, target: TargetConfig, collection: CollectionConfig, budgets: Budgets) -> _Target:
         telemetry = ApiTelemetry()
+        if target.projects is not None:
+            discovery = ProjectDiscovery(
+                target,
+                collection,
+                client_factory=self._client_factory,
+                lister_factory=self._lister_factory,
+                budgets=budgets,
+                observer=telemetry.observe,
+                wall=self._wall,
+                mono=self._mono,
+                one_shot=self._one_shot,
+                read_history=self._read_history,
+            )
+            return _Target(discovery, telemetry)
         client, identity = self._client_factory(target, collection, telemetry.observe)
+        identity = budget_identity(identity, target.region, collection.budget_scope)
         poller = TargetPoller(
             target,
             collection,
@@ -152,9 +183,12 @@ class Exporter:
         with self._lock:
             duration = self._durations.get(None if targets is None else ",".join(targets))
         return Snapshot(
-            targets=tuple(t.poller.view() for t in selected),
+            targets=tuple(view for t in selected for view in t.views()),
             telemetry=TelemetrySnapshot.merge(t.telemetry.snapshot() for t in selected),
             scrape_duration=duration,
+            discoveries=tuple(
+                t.poller.discovery() for t in selected if isinstance(t.poller, ProjectDiscovery)
+            ),
         )
 
     def ready(self) -> tuple[bool, str]:

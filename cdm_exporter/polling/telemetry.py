@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from cdm_exporter.api.endpoints import ENDPOINTS, Endpoint
+from cdm_exporter.api.endpoints import ENDPOINT_POLICY, Endpoint
 
 #: latency buckets (seconds) for a cloud API answering in tens to thousands of milliseconds
 DURATION_BUCKETS: tuple[float, ...] = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -70,7 +70,8 @@ class ApiTelemetry:
         # throttling starts at 0, so that rate() sees the first 429s (a series that appears with
         # its first increment has no earlier sample to rate against)
         self._requests: dict[tuple[Endpoint, str], int] = {
-            (endpoint, "429"): 0 for endpoint in ENDPOINTS if endpoint != "iam_token"
+            (endpoint, "429"): 0
+            for endpoint in ENDPOINT_POLICY  # the CDM calls
         }
         self._durations: dict[Endpoint, Histogram] = {}
 

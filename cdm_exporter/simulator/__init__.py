@@ -5,7 +5,9 @@ with the exporter's client.
 
 What it models
     ListClusters, ShowClusterDetail, ShowJobs (list and single), ShowJobStatus, ShowSubmissions
-    and IAM ``POST /v3/auth/tokens`` on one port; clusters in several states; jobs of the three
+    and IAM ``POST /v3/auth/tokens`` and ``GET /v3/auth/projects``; an account of several
+    projects in several regions (one port per region, a region without CDM); clusters in several
+    states; jobs of the three
     types living through runs (BOOTING/PENDING -> RUNNING -> SUCCEEDED | FAILED |
     FAILURE_ON_SUBMIT, some NEVER_EXECUTED) computed from (seed, simulated time); the documented
     JSON quirks; token and AK/SK (``SDK-HMAC-SHA256``) authentication; per-user, per-policy
@@ -21,6 +23,7 @@ Quick start::
 
 from cdm_exporter.simulator.clock import ManualClock
 from cdm_exporter.simulator.faults import SPEC_HELP, ActiveFault, Fault, FaultSet, FaultSpecError
+from cdm_exporter.simulator.projects import ProjectView
 from cdm_exporter.simulator.settings import SimulatorSettings
 from cdm_exporter.simulator.simulator import Simulator
 from cdm_exporter.simulator.stats import RequestRecord, SimulatorStats
@@ -51,6 +54,7 @@ __all__ = [
     "JobView",
     "ManualClock",
     "NoRunInProgress",
+    "ProjectView",
     "RequestRecord",
     "RunView",
     "Simulator",

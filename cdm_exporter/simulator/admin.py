@@ -26,12 +26,21 @@ job names in paths are percent-encoded like in the CDM API.  Errors: ``{"error":
 ``POST   /_sim/clusters/{id}/jobs/{name}/start``             ``{"outcome"?, "duration"?}``
 ``POST   /_sim/clusters/{id}/jobs/{name}/outcome``           ``{"outcome", "which"?: "current" |
                                                              "next", "end_now"?: false}``
+``GET    /_sim/projects``                                    IAM projects, their regions and URLs
+``POST   /_sim/projects``                                    ``{"name", "clusters"?, "jobs"?,
+                                                             "enabled"?}`` in a served region
+``PATCH  /_sim/projects/{project_id}``                       ``{"enabled": false}``
+``DELETE /_sim/projects/{project_id}``                       remove a project
+``*      /_sim/projects/{project_id}/clusters/...``          the cluster and job routes above, on
+                                                             that project (they act on the primary
+                                                             project otherwise)
 ==========================================================  =======================================
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
@@ -39,7 +48,7 @@ from cdm_exporter.simulator.components import Components
 from cdm_exporter.simulator.exchange import Plan, json_plan
 from cdm_exporter.simulator.faults import Fault, FaultSpecError
 from cdm_exporter.simulator.routing import BadRequestTarget, decode_segment
-from cdm_exporter.simulator.world import JobView, WorldError
+from cdm_exporter.simulator.world import JobView, World, WorldError
 
 T = TypeVar("T")
 
@@ -81,8 +90,9 @@ def _job_summary(job: JobView) -> dict[str, Any]:
 
 
 class AdminApi:
-    def __init__(self, parts: Components) -> None:
+    def __init__(self, parts: Components, region_urls: Callable[[], dict[str, str]] | None = None) -> None:
         self.parts = parts
+        self.region_urls = region_urls or dict
 
     def handle(self, method: str, raw_path: str, body: bytes) -> Plan:
         try:
@@ -109,8 +119,33 @@ class AdminApi:
         return data
 
     def _route(self, method: str, segs: list[str], data: dict[str, Any]) -> Plan:
+        projects = self.parts.projects
+        match method, segs:
+            case "GET", ["projects"]:
+                urls = self.region_urls()
+                return json_plan(
+                    200, {"projects": [{**asdict(v), "url": urls.get(v.region)} for v in projects.views()]}
+                )
+            case "POST", ["projects"]:
+                view = projects.add(
+                    _field(data, "name", str, required=True) or "",
+                    clusters=_field(data, "clusters", int),
+                    jobs=_field(data, "jobs", int),
+                    enabled=bool(_field(data, "enabled", bool, True)),
+                )
+                return json_plan(201, asdict(view))
+            case "PATCH", ["projects", project_id]:
+                enabled = bool(_field(data, "enabled", bool, required=True))
+                return json_plan(200, asdict(projects.set_enabled(project_id, enabled)))
+            case "DELETE", ["projects", project_id]:
+                projects.remove(project_id)
+                return json_plan(200, {"ok": True})
+            case _, ["projects", project_id, "clusters", *rest]:
+                return self._world_route(method, ["clusters", *rest], data, projects.world(project_id))
+        return self._world_route(method, segs, data, self.parts.world)
+
+    def _world_route(self, method: str, segs: list[str], data: dict[str, Any], world: World) -> Plan:
         p = self.parts
-        world = p.world
         match method, segs:
             case "GET", []:
                 return json_plan(200, self._index())
@@ -204,6 +239,7 @@ class AdminApi:
             "seed": s.seed,
             "time_scale": s.time_scale,
             "rate_limit": s.rate_limit,
+            "regions": self.region_urls(),
             "credentials": {
                 "token": s.token,
                 "access_key": s.access_key,

@@ -1,13 +1,18 @@
-"""The request pipeline of the simulated API gateway in front of CDM and IAM.
+"""The request pipeline of the simulated API gateway in front of CDM and IAM, for one region.
 
-For every request, in this order (as the real gateway would):
+Each served region has its own port and its own ``SimulatorApp`` (IAM, being global, answers on
+all of them).  For every request, in this order (as the real gateway would):
 
 1. ``/_sim/...`` goes to the admin API and skips everything below;
-2. route the raw target (bad encoding: 400 ``APIGW.0201``; unknown API: 404 ``APIGW.0101``);
+2. route the raw target (bad encoding: 400 ``APIGW.0201``; unknown API, or a CDM path in a
+   region without CDM: 404 ``APIGW.0101``);
 3. IAM token requests: injected fault, else the IAM endpoint (never throttled);
-4. authenticate (401 ``APIGW.0301``), check the project (403 ``APIGW.0302``);
-5. rate-limit per user and policy (429 ``APIGW.0308``);
-6. an injected fault for this endpoint/cluster/job, else the CDM API itself.
+4. authenticate (401 ``APIGW.0301``; IAM's project list answers its own 401), check the project:
+   it must exist in this region, be enabled, and be the one the credential is scoped to (a
+   token's project; the ``X-Project-Id`` an AK/SK request signs, else the region's default
+   project), else 403 ``APIGW.0302``;
+5. rate-limit per user and policy, across all regions (429 ``APIGW.0308``);
+6. an injected fault for this endpoint/cluster/job, else the CDM API of that project.
 
 ``latency_ms`` is added to every answer.  Every answer carries ``X-Request-Id``.
 """
@@ -31,12 +36,21 @@ from cdm_exporter.simulator.stats import ANONYMOUS, RequestRecord
 
 
 class SimulatorApp:
-    def __init__(self, parts: Components, base_url: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        parts: Components,
+        base_url: Callable[[], str],
+        region: str | None = None,
+        region_url: Callable[[str], str] | None = None,
+    ) -> None:
         self.parts = parts
         self.settings = parts.settings
         self.base_url = base_url
-        self.cdm = handlers.CdmApi(parts.world, parts.settings)
-        self.admin = AdminApi(parts)
+        self.region = region or parts.settings.region
+        self.region_url = region_url or (lambda region: base_url())
+        self.admin = AdminApi(
+            parts, lambda: {region: self.region_url(region) for region in parts.projects.regions}
+        )
         self._ids = itertools.count(1)
         self._ids_lock = threading.Lock()
 
@@ -79,12 +93,28 @@ class SimulatorApp:
             return self._answer(endpoint, json_plan(404, errors.not_found(request_id)))
         if endpoint == "iam_token":
             return self._iam(req, raw_path, raw_query, params, request_id)
+        if endpoint == "iam_projects":
+            return self._iam_projects(req, raw_path, raw_query, request_id)
+        if not self.parts.projects.offers_cdm(self.region):
+            self._record(req, raw_path, raw_query, endpoint, ANONYMOUS)
+            return self._answer(endpoint, json_plan(404, errors.not_found(request_id)))
 
-        user, failure = self._authenticate(req, raw_path, raw_query)
+        user, failure, scope = self._authenticate(req, raw_path, raw_query)
         self._record(req, raw_path, raw_query, endpoint, user)
         if failure is not None:
             return self._answer(endpoint, json_plan(401, errors.auth_failure(failure, request_id)))
-        if route.project_id != self.settings.project_id:
+        project = self.parts.projects.get(route.project_id or "")
+        if scope is None:
+            # AK/SK without X-Project-Id: the gateway takes the region's default project
+            # (docs/api-notes.md, "IAM projects"), so a sub-project needs the header
+            default = self.parts.projects.by_name(self.region)
+            scope = default.id if default is not None else ""
+        if (
+            project is None
+            or project.region != self.region
+            or not project.enabled
+            or (scope is not None and scope != project.id)
+        ):
             body = errors.gateway_error(
                 errors.FORBIDDEN,
                 "The IAM user is not authorized to access the API: project mismatch",
@@ -101,25 +131,41 @@ class SimulatorApp:
             )
 
         job_name = params.get("jname") if endpoint == "submissions" else route.job_name
-        fault = self.parts.faults.take(endpoint, route.cluster_id, job_name)
+        fault = self.parts.faults.take(endpoint, route.cluster_id, job_name, route.project_id)
+        cdm = project.cdm
         if fault is not None:
-            plan = fault_plan(fault, endpoint, request_id, lambda: self._cdm(route, params))
+            plan = fault_plan(fault, endpoint, request_id, lambda: self._cdm(cdm, route, params))
             return self._answer(endpoint, plan)
-        return self._answer(endpoint, self._cdm(route, params))
+        return self._answer(endpoint, self._cdm(cdm, route, params))
 
-    def _cdm(self, route: Route, params: dict[str, str]) -> Plan:
+    @staticmethod
+    def _cdm(cdm: handlers.CdmApi, route: Route, params: dict[str, str]) -> Plan:
         cluster = route.cluster_id or ""
         if route.endpoint == "list_clusters":
-            status, body = self.cdm.list_clusters()
+            status, body = cdm.list_clusters()
         elif route.endpoint == "cluster_detail":
-            status, body = self.cdm.cluster_detail(cluster)
+            status, body = cdm.cluster_detail(cluster)
         elif route.endpoint == "list_jobs":
-            status, body = self.cdm.list_jobs(cluster, params, route.job_name)
+            status, body = cdm.list_jobs(cluster, params, route.job_name)
         elif route.endpoint == "job_status":
-            status, body = self.cdm.job_status(cluster, route.job_name or "")
+            status, body = cdm.job_status(cluster, route.job_name or "")
         else:
-            status, body = self.cdm.submissions(cluster, params)
+            status, body = cdm.submissions(cluster, params)
         return json_plan(status, body)
+
+    def _iam_projects(self, req: Request, raw_path: str, raw_query: str, request_id: str) -> Plan:
+        user, failure, _ = self._authenticate(req, raw_path, raw_query)
+        self._record(req, raw_path, raw_query, "iam_projects", user)
+
+        def normal() -> Plan:
+            if failure is not None:
+                message = "The request you have made requires authentication."
+                return json_plan(401, errors.iam_error(401, message))
+            return json_plan(200, iam.list_projects(self.settings, self.parts.projects, self.base_url()))
+
+        fault = self.parts.faults.take("iam_projects", None, None)
+        plan = normal() if fault is None else fault_plan(fault, "iam_projects", request_id, normal)
+        return self._answer("iam_projects", plan)
 
     def _iam(
         self, req: Request, raw_path: str, raw_query: str, params: dict[str, str], request_id: str
@@ -128,7 +174,13 @@ class SimulatorApp:
 
         def normal() -> Plan:
             result = iam.issue_token(
-                self.parts.settings, self.parts.tokens, params, req.body, self.base_url()
+                self.parts.settings,
+                self.parts.tokens,
+                params,
+                req.body,
+                self.base_url(),
+                self.parts.projects,
+                self.region_url,
             )
             return json_plan(result.status, result.body, result.headers)
 
@@ -136,8 +188,13 @@ class SimulatorApp:
         plan = normal() if fault is None else fault_plan(fault, "iam_token", request_id, normal)
         return self._answer("iam_token", plan)
 
-    def _authenticate(self, req: Request, raw_path: str, raw_query: str) -> tuple[str, str | None]:
-        """(user, None) when authenticated, else (user or anonymous, APIGW.0301 sub-message)."""
+    def _authenticate(
+        self, req: Request, raw_path: str, raw_query: str
+    ) -> tuple[str, str | None, str | None]:
+        """``(user, None, scope)`` when authenticated, else ``(user or anonymous, APIGW.0301
+        sub-message, None)``. ``scope`` is the project the credential is limited to: a token's
+        project (``""`` for a domain-scoped one), the ``X-Project-Id`` of an AK/SK request, or
+        ``None`` for AK/SK without ``X-Project-Id``."""
         s = self.settings
         authorization = req.headers.get("authorization", "")
         if authorization.startswith("SDK-"):
@@ -153,18 +210,18 @@ class SimulatorApp:
                 max_skew_seconds=s.signature_max_skew_seconds,
             )
             if verdict.ok:
-                return verdict.access_key, None
-            return ANONYMOUS, verdict.reason
+                return verdict.access_key, None, req.headers.get("x-project-id")
+            return ANONYMOUS, verdict.reason, None
         token = req.headers.get("x-auth-token")
         if token is None:
             if authorization:
-                return ANONYMOUS, "verify aksk signature fail: unsupported Authorization scheme"
-            return ANONYMOUS, "x-auth-token not found"
+                return ANONYMOUS, "verify aksk signature fail: unsupported Authorization scheme", None
+            return ANONYMOUS, "x-auth-token not found", None
         if token == s.token:
-            return s.iam_user, None
+            return s.iam_user, None, s.project_id  # a token scoped to the primary project
         issued = self.parts.tokens.lookup(token)
         if issued is None:
-            return ANONYMOUS, "decrypt token fail"
+            return ANONYMOUS, "decrypt token fail", None
         if s.clock() >= issued.expires_at:
-            return ANONYMOUS, f"token expires, expires_at: {iso_z(issued.expires_at)}"
-        return issued.user, None
+            return ANONYMOUS, f"token expires, expires_at: {iso_z(issued.expires_at)}", None
+        return issued.user, None, issued.project_id

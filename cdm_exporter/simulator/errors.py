@@ -77,7 +77,7 @@ def iam_error(status: int, message: str) -> dict[str, Any]:
 def default_fault_body(status: int, endpoint: str, error_code: str | None, request_id: str) -> dict[str, Any]:
     """The body a status fault sends when the fault gives none: the shape a real failure with
     that status would most plausibly have on that endpoint."""
-    if endpoint == "iam_token":
+    if endpoint in ("iam_token", "iam_projects"):
         return iam_error(status, f"Simulated IAM failure (HTTP {status}).")
     if error_code is not None:
         if error_code.startswith("Cdm."):

@@ -1,6 +1,6 @@
 """Injected failures: what can go wrong between a client and CDM, on demand.
 
-A :class:`Fault` targets one endpoint (``iam_token``, ``list_clusters``, ``cluster_detail``,
+A :class:`Fault` targets one endpoint (``iam_token``, ``iam_projects``, ``list_clusters``, ``cluster_detail``,
 ``list_jobs``, ``job_status``, ``submissions``, or ``*`` for all), optionally only one cluster
 id and/or job name, and replaces the normal response with one of these kinds:
 
@@ -20,7 +20,8 @@ close      the connection closed without any response
 ========== ==========================================================================
 
 ``job_name`` matches ShowJobStatus, a single-job ShowJobs (``cdm/job/{name}``) and
-ShowSubmissions (``jname``); never a job listing.  Any kind may also wait ``delay`` seconds
+ShowSubmissions (``jname``); never a job listing.  ``project_id`` limits a fault to the CDM
+requests of one project (a region's, to make that region fail).  Any kind may also wait ``delay`` seconds
 first.  ``count`` applies the fault N times, then it is removed.  The command-line grammar is
 documented in :data:`SPEC_HELP`.
 """
@@ -38,7 +39,15 @@ FaultKind = Literal[
     "status", "delay", "hang", "malformed", "html", "wrong_shape", "huge", "trickle", "reset", "close"
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
-ENDPOINTS = ("iam_token", "list_clusters", "cluster_detail", "list_jobs", "job_status", "submissions")
+ENDPOINTS = (
+    "iam_token",
+    "iam_projects",
+    "list_clusters",
+    "cluster_detail",
+    "list_jobs",
+    "job_status",
+    "submissions",
+)
 ANY_ENDPOINT = "*"
 DEFAULT_HUGE_SIZE = 20 * 1024 * 1024
 
@@ -46,13 +55,14 @@ SPEC_HELP = """\
 Fault spec: TARGET:ACTION[,KEY=VALUE...]
 
   TARGET  ENDPOINT[@CLUSTER_ID][/JOB_NAME]
-          ENDPOINT: iam_token, list_clusters, cluster_detail, list_jobs, job_status,
-          submissions, or * for all. JOB_NAME is percent-decoded (write / as %2F,
+          ENDPOINT: iam_token, iam_projects, list_clusters, cluster_detail, list_jobs,
+          job_status, submissions, or * for all. JOB_NAME is percent-decoded (write / as %2F,
           : as %3A, , as %2C, % as %25).
   ACTION  an HTTP status (e.g. 500), or a kind with an optional value:
           delay=SECONDS, hang, malformed, html, wrong_shape, huge[=BYTES],
           trickle[=SECONDS between chunks], reset[=BYTES sent first], close
   KEYS    count=N (apply N times, then clear), delay=SECONDS (wait first),
+          project=PROJECT_ID (only that project's CDM requests),
           status=CODE, code=ERRCODE (e.g. Cdm.0100), size=BYTES, interval=SECONDS,
           body=TEXT (percent-decoded), content_type=TYPE
 
@@ -81,6 +91,7 @@ class Fault:
     count: int | None = None
     size: int | None = None
     interval: float = 0.25
+    project_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.endpoint != ANY_ENDPOINT and self.endpoint not in ENDPOINTS:
@@ -116,11 +127,14 @@ class Fault:
         assert self.kind is not None  # resolved in __post_init__
         return self.kind
 
-    def matches(self, endpoint: str, cluster_id: str | None, job_name: str | None) -> bool:
+    def matches(
+        self, endpoint: str, cluster_id: str | None, job_name: str | None, project_id: str | None = None
+    ) -> bool:
         return (
             (self.endpoint in (ANY_ENDPOINT, endpoint))
             and (self.cluster_id is None or self.cluster_id == cluster_id)
             and (self.job_name is None or self.job_name == job_name)
+            and (self.project_id is None or self.project_id == project_id)
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,7 +195,7 @@ class Fault:
                 f"fault spec {spec!r}: unknown action {action!r}; use an HTTP status or one of "
                 + ", ".join(k for k in FAULT_KINDS if k != "status")
             )
-        keys = {"count", "delay", "status", "code", "size", "interval", "body", "content_type"}
+        keys = {"count", "delay", "status", "code", "size", "interval", "body", "content_type", "project"}
         for option in options:
             key, eq, value = option.partition("=")
             if not eq or key not in keys:
@@ -191,6 +205,8 @@ class Fault:
                 )
             if key == "code":
                 values["error_code"] = unquote(value)
+            elif key == "project":
+                values["project_id"] = value
             elif key in ("body", "content_type"):
                 values[key] = unquote(value)
             else:
@@ -240,11 +256,13 @@ class FaultSet:
         with self._lock:
             return [ActiveFault(i, f, n) for i, (f, n) in self._faults.items()]
 
-    def take(self, endpoint: str, cluster_id: str | None, job_name: str | None) -> Fault | None:
+    def take(
+        self, endpoint: str, cluster_id: str | None, job_name: str | None, project_id: str | None = None
+    ) -> Fault | None:
         """The first fault matching the request, counting one use of it."""
         with self._lock:
             for fault_id, (fault, remaining) in self._faults.items():
-                if not fault.matches(endpoint, cluster_id, job_name):
+                if not fault.matches(endpoint, cluster_id, job_name, project_id):
                     continue
                 if remaining is not None:
                     if remaining <= 1:

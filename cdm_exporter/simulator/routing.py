@@ -94,6 +94,8 @@ def match(method: str, raw_path: str) -> Route:
         return UNKNOWN
     if segs == ["v3", "auth", "tokens"]:
         return Route("iam_token") if method == "POST" else UNKNOWN
+    if segs == ["v3", "auth", "projects"]:
+        return Route("iam_projects") if method == "GET" else UNKNOWN
     if method != "GET" or len(segs) < 3 or segs[0] != "v1.1" or segs[2] != "clusters":
         return UNKNOWN
     project = segs[1]

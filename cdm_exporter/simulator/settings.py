@@ -1,4 +1,5 @@
-"""Settings of one simulated CDM + IAM endpoint (one project in one region).
+"""Settings of one simulated CDM + IAM account: a primary project in one region, and optionally
+more projects and regions (``extra_projects``, ``regions_without_cdm``).
 
 Every knob the simulator has lives here, frozen, so a ``Simulator`` is fully described by its
 settings plus the mutations made to its world afterwards.  Defaults are the documented test
@@ -27,6 +28,7 @@ HISTORY_ORDERS = ("newest-first", "oldest-first", "shuffled")
 
 # A path segment must not be able to smuggle another path in: project ids are plain tokens.
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+_PROJECT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,11 @@ class SimulatorSettings:
     ``clock`` returns epoch seconds; it drives simulated time, token expiry and rate-limit
     windows (X-Sdk-Date skew is checked against the real wall clock, like the gateway does).
     ``time_scale`` speeds simulated job time up relative to ``clock``.  ``rate_limit`` is the
-    per-user, per-policy limit per rolling minute; 0 disables throttling.
+    per-user, per-policy limit per rolling minute, counted across all regions; 0 disables
+    throttling.  ``extra_projects`` names more IAM projects (``ap-southeast-1``,
+    ``cn-north-4_analytics``), each with ``clusters`` clusters of ``jobs`` jobs; their regions are
+    served on ports of their own.  ``regions_without_cdm`` are regions (with their default
+    project) whose gateway offers no CDM API.
     ``refused_job_types``: job types every cluster answers a list of with 400 ``Cdm.0014``, as
     a cluster of a version that does not know them (the newest ShowJobs reference has no
     SCENARIO_JOB). ``history_order``: the order of ShowSubmissions' runs, which nothing
@@ -66,9 +72,21 @@ class SimulatorSettings:
     signature_max_skew_seconds: float = 15 * 60.0
     refused_job_types: tuple[str, ...] = ()
     history_order: str = "newest-first"
+    extra_projects: tuple[str, ...] = ()
+    regions_without_cdm: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems: list[str] = []
+        for name in self.extra_projects:
+            if not _PROJECT_NAME.match(name) or name == self.region:
+                problems.append(
+                    f"extra project {name!r} must be a new project name (letters, digits, '-', '_')"
+                )
+        if len(set(self.extra_projects)) != len(self.extra_projects):
+            problems.append("extra_projects lists a project twice")
+        for region in self.regions_without_cdm:
+            if not region or "/" in region or "_" in region or region == self.region:
+                problems.append(f"region without CDM {region!r} must be a region other than {self.region!r}")
         if not _PROJECT_ID.match(self.project_id):
             problems.append(f"project_id must be letters, digits, '-' or '_', got {self.project_id!r}")
         if not self.region or "/" in self.region:

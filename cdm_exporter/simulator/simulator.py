@@ -1,17 +1,23 @@
-"""``Simulator``: a fake Huawei Cloud CDM + IAM endpoint on one local port.
+"""``Simulator``: a fake Huawei Cloud CDM + IAM account on local ports.
 
-Start it, point a client at ``sim.url`` (both the CDM paths and ``/v3/auth/tokens`` live
-there), and inspect or change what it does through ``sim.world``, ``sim.stats`` and
-``sim.add_fault``.  It serves in background threads; ``stop()`` (or leaving the ``with`` block)
-closes everything, including connections stuck in injected hangs.
+Start it, point a client at ``sim.url`` (both the primary project's CDM paths and IAM's
+``/v3/auth/tokens`` and ``/v3/auth/projects`` live there), and inspect or change what it does
+through ``sim.world``, ``sim.stats`` and ``sim.add_fault``.  With ``extra_projects`` or
+``regions_without_cdm`` in its settings, every other region is served on a port of its own
+(``sim.region_url(region)``; IAM answers there too), and ``sim.projects`` adds, disables and
+removes projects at run time.  It serves in background threads; ``stop()`` (or leaving the
+``with`` block) closes everything, including connections stuck in injected hangs.
 """
 
 from __future__ import annotations
+
+import functools
 
 from cdm_exporter.simulator.app import SimulatorApp
 from cdm_exporter.simulator.auth import TokenStore
 from cdm_exporter.simulator.components import Components
 from cdm_exporter.simulator.faults import ActiveFault, Fault, FaultSet
+from cdm_exporter.simulator.projects import Projects
 from cdm_exporter.simulator.service import HttpService
 from cdm_exporter.simulator.settings import SimulatorSettings
 from cdm_exporter.simulator.stats import SimulatorStats
@@ -24,9 +30,23 @@ class Simulator(HttpService):
     def __init__(self, settings: SimulatorSettings | None = None) -> None:
         self.settings = settings if settings is not None else SimulatorSettings()
         self._parts = Components.create(self.settings)
+        certfile, keyfile = self.settings.certfile, self.settings.keyfile
         super().__init__(
-            SimulatorApp(self._parts, lambda: self.url), self.settings.certfile, self.settings.keyfile
+            SimulatorApp(self._parts, lambda: self.url, self.settings.region, self.region_url),
+            certfile,
+            keyfile,
         )
+        # every other region's CDM endpoint, on a port of its own
+        self._regions = {
+            region: HttpService(
+                SimulatorApp(
+                    self._parts, functools.partial(self.region_url, region), region, self.region_url
+                ),
+                certfile,
+                keyfile,
+            )
+            for region in self._parts.projects.regions[1:]
+        }
 
     # --- the parts --------------------------------------------------------------------------
 
@@ -58,6 +78,32 @@ class Simulator(HttpService):
 
     def active_faults(self) -> list[ActiveFault]:
         return self._parts.faults.active()
+
+    @property
+    def projects(self) -> Projects:
+        """The account's IAM projects, each with its world (``projects.world(project_id)``)."""
+        return self._parts.projects
+
+    def region_url(self, region: str) -> str:
+        """``http(s)://HOST:PORT`` of the CDM endpoint of ``region`` (``url`` for the primary one)."""
+        if region == self.settings.region:
+            return self.url
+        service = self._regions.get(region)
+        if service is None:
+            served = ", ".join(self._parts.projects.regions)
+            raise KeyError(f"region {region!r} is not served (served: {served})")
+        return service.url
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve the primary region on ``port`` and every other region on a free port of ``host``."""
+        super().start(host, port)
+        for service in self._regions.values():
+            service.start(host, 0)
+
+    def stop(self) -> None:
+        for service in self._regions.values():
+            service.stop()
+        super().stop()
 
     def revoke_tokens(self) -> int:
         """Invalidate every IAM-issued token (clients must get a new one after their 401)."""
