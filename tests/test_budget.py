@@ -87,3 +87,36 @@ def test_full_minute_budget_allows_a_one_shot_burst() -> None:
     budgets = Budgets({"job_status": 100, "common": 100}, clock=clock, full_minute=True)
     bucket = budgets.bucket("a", "job_status")
     assert sum(bucket.try_acquire() for _ in range(150)) == 100
+
+
+def test_a_rate_change_keeps_what_was_spent() -> None:
+    clock = FakeClock()
+    budgets = Budgets({"job_status": 10, "common": 10}, clock=clock)
+    bucket = budgets.bucket("user", "job_status")
+    sent: list[float] = []
+    # a reload every 5 s alternating the rate between 10 and 20, a greedy caller every 100 ms
+    for step in range(1200):
+        if step % 50 == 0:
+            budgets.set_per_minute({"job_status": 10 if step % 100 == 0 else 20, "common": 10})
+        while bucket.try_acquire():
+            sent.append(clock.now)
+        clock.now += 0.1
+    worst = max(sum(1 for t in sent if start <= t < start + 60) for start in sent)
+    assert worst <= 20  # never a fresh minute's worth on top of what the last minute spent
+    assert budgets.bucket("user", "job_status") is bucket  # the same bucket, not a new one
+    assert budgets.bucket("other", "job_status").rate_per_minute in (10, 20)
+
+
+def test_lowering_the_rate_counts_the_calls_already_made() -> None:
+    clock = FakeClock()
+    budgets = Budgets({"job_status": 100, "common": 100}, clock=clock, full_minute=True)
+    bucket = budgets.bucket("user", "job_status")
+    spent = 0
+    while bucket.try_acquire():
+        spent += 1
+    assert spent == 100
+    budgets.set_per_minute({"job_status": 50, "common": 50})
+    clock.now += 59
+    assert not bucket.try_acquire()  # 100 sent in this minute already: nothing under a budget of 50
+    clock.now += 2  # the minute is over (and the bucket refilled a little)
+    assert bucket.try_acquire()

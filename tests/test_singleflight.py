@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
+
+import pytest
 
 from cdm_exporter.polling.singleflight import SingleFlight
 
@@ -88,3 +91,35 @@ def test_the_leaders_error_reaches_the_waiters() -> None:
     second.join(10)
     assert runs == [1]  # one run, whose error both callers saw
     assert [str(e) for e in errors] == ["boom", "boom"]
+
+
+def test_started_work_runs_once_on_its_own_thread_and_callers_only_hold_its_future() -> None:
+    flight = SingleFlight()
+    release = threading.Event()
+    runs: list[str] = []
+
+    def work() -> None:
+        runs.append(threading.current_thread().name)
+        release.wait(10)
+
+    futures = [flight.start(work, name="flight-worker") for _ in range(50)]
+    assert len({id(f) for f in futures}) == 1  # fifty callers, one run
+    assert sum(1 for t in threading.enumerate() if t.name == "flight-worker") == 1
+    with pytest.raises(FutureTimeout):
+        futures[0].result(timeout=0.05)  # a caller's own deadline, while the run goes on
+    release.set()
+    futures[0].result(timeout=10)
+    assert runs == ["flight-worker"]
+    again = flight.start(lambda: runs.append("again"), name="flight-worker")
+    assert again is not futures[0]
+    again.result(timeout=10)
+    assert runs[-1] == "again" and flight.runs == 2
+
+
+def test_a_started_runs_error_reaches_its_future() -> None:
+    def work() -> None:
+        raise ValueError("boom")
+
+    future = SingleFlight().start(work, name="flight-worker")
+    with pytest.raises(ValueError, match="boom"):
+        future.result(timeout=10)

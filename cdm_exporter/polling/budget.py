@@ -10,6 +10,10 @@ Each limiter is two rules at once:
   spread over the minute (fresh data every scrape) instead of spent in one burst.
 
 A 429 empties the bucket and pauses it, so a throttled exporter backs off instead of retrying.
+
+The buckets outlive configuration reloads: a reload that changes the rates changes the buckets in
+place (:meth:`Budgets.set_per_minute`), so the requests of the last minute still count against the
+new rate and no reload, however frequent, opens a fresh minute's worth of requests.
 """
 
 from __future__ import annotations
@@ -74,6 +78,17 @@ class TokenBucket:
         # and make a burst-and-stall cycle that repeats every minute.
         self._tokens = min(self._tokens, max(0.0, room))
         return room
+
+    def set_rate(self, rate_per_minute: float, capacity: float | None = None) -> None:
+        """Change the rate (a reload); what was sent in the last minute still counts against it."""
+        if rate_per_minute <= 0:
+            raise ValueError("rate_per_minute must be positive")
+        with self._lock:
+            self._refill(self._clock())  # tokens earned so far were earned at the old rate
+            self.rate_per_minute = rate_per_minute
+            self.rate_per_second = rate_per_minute / 60.0
+            self.capacity = capacity if capacity is not None else max(1.0, rate_per_minute / 2.0)
+            self._tokens = min(self._tokens, self.capacity)
 
     def try_acquire(self) -> bool:
         """Take one token if the bucket and the rolling minute allow it now; never waits."""
@@ -142,10 +157,20 @@ class Budgets:
             bucket = self._buckets.get(key)
             if bucket is None:
                 rate = float(self._per_minute[policy])
-                capacity = rate if self._full_minute else None
-                bucket = TokenBucket(rate, capacity=capacity, clock=self._clock)
+                bucket = TokenBucket(rate, capacity=self._capacity(rate), clock=self._clock)
                 self._buckets[key] = bucket
             return bucket
+
+    def set_per_minute(self, per_minute: dict[str, int]) -> None:
+        """New rates for every bucket, present and future, keeping what each has spent."""
+        with self._lock:
+            self._per_minute = dict(per_minute)
+            for key, bucket in self._buckets.items():
+                rate = float(self._per_minute[key.policy])
+                bucket.set_rate(rate, self._capacity(rate))
+
+    def _capacity(self, rate: float) -> float | None:
+        return rate if self._full_minute else None
 
     def for_endpoint(self, identity: str, endpoint: str) -> TokenBucket:
         return self.bucket(identity, ENDPOINT_POLICY[endpoint])

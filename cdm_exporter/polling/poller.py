@@ -97,6 +97,7 @@ class TargetPoller:
         self._auth_failed = False
         self._error: str | None = None
         self._inflight: set[tuple[str, str, str]] = set()  # (what, cluster_id, job_name)
+        self._closed = False  # replaced by a reload or stopped: start nothing more
         self.failures = FailureLog(log, target.name)
         self.authenticated: bool | None = None  # did the last authenticated call work
 
@@ -104,6 +105,8 @@ class TargetPoller:
 
     def refresh(self, deadline: float) -> None:
         """Bring the state up to date as far as budget and ``deadline`` (monotonic) allow."""
+        if self._closed:
+            return
         with self._lock:
             self._auth_failed = False
         self._refresh_clusters(deadline)
@@ -129,8 +132,34 @@ class TargetPoller:
         )
 
     def close(self) -> None:
+        self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.client.close()
+
+    def adopt(self, old: TargetPoller) -> None:
+        """Take over what ``old`` knows (same target, other collection settings: a reload).
+
+        Cluster records are copied, not shared: work ``old`` still has in flight lands in its own
+        copies, and a job list it was reading page by page starts over here.
+        """
+        with old._lock:
+            clusters = {cid: replace(c, jobs=dict(c.jobs), listing=None) for cid, c in old._clusters.items()}
+            known = (old._clusters_at, old._clusters_ok, old._error, old.authenticated)
+        with self._lock:
+            self._clusters = clusters
+            self._clusters_at, self._clusters_ok, self._error, self.authenticated = known
+        self.failures = old.failures
+
+    def _submit(
+        self, key: tuple[str, str, str], work: Callable[..., None], *args: object
+    ) -> Future[None] | None:
+        """Run claimed ``work`` on the executor; None (and the claim dropped) once closed."""
+        try:
+            return self._executor.submit(self._run_claimed, key, work, *args)
+        except RuntimeError:  # shut down by close() meanwhile (a reload replaced this poller)
+            with self._lock:
+                self._inflight.discard(key)
+            return None
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -218,10 +247,8 @@ class TargetPoller:
             ]
         for cluster_id in due:
             key = ("list", cluster_id, "")
-            if self._claim(key):
-                futures.append(
-                    self._executor.submit(self._run_claimed, key, self._list_jobs, cluster_id, deadline)
-                )
+            if self._claim(key) and (future := self._submit(key, self._list_jobs, cluster_id, deadline)):
+                futures.append(future)
         return futures
 
     def _list_jobs(self, cluster_id: str, deadline: float) -> None:
@@ -312,11 +339,10 @@ class TargetPoller:
             if not self._claim(key):
                 continue
             slots -= 1
-            futures.append(
-                self._executor.submit(
-                    self._run_claimed, key, self._fetch_status, job.cluster_id, job.name, deadline
-                )
-            )
+            future = self._submit(key, self._fetch_status, job.cluster_id, job.name, deadline)
+            if future is None:
+                break
+            futures.append(future)
         return futures
 
     def _fetch_status(self, cluster_id: str, job_name: str, deadline: float) -> None:
@@ -401,12 +427,10 @@ class TargetPoller:
         futures = []
         for job in sorted(wanted, key=lambda j: j.history_at or float("-inf"))[: max(0, slots)]:
             key = ("history", job.cluster_id, job.name)
-            if self._claim(key):
-                futures.append(
-                    self._executor.submit(
-                        self._run_claimed, key, self._read_history, job.cluster_id, job.name, deadline
-                    )
-                )
+            if self._claim(key) and (
+                future := self._submit(key, self._read_history, job.cluster_id, job.name, deadline)
+            ):
+                futures.append(future)
         return futures
 
     def _read_history(self, cluster_id: str, job_name: str, deadline: float) -> None:

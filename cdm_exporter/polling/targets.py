@@ -1,7 +1,13 @@
 """The running exporter: one poller per configured target, collections, snapshots, reloads.
 
 ``collect()`` refreshes the targets in parallel within a deadline; each target's refresh is a
-single flight, so concurrent scrapes (``/metrics`` and ``/probe`` alike) share one collection.
+single flight on a thread of its own, so concurrent scrapes (``/metrics`` and ``/probe`` alike)
+share one collection, and a scrape waiting for a hanging target holds no thread another target
+needs. At most :data:`MAX_WAITERS_PER_TARGET` scrapes wait for one target's collection; more
+concurrent ones are served what is known at once (they would get no fresher data by waiting).
+
+A reload keeps the API budget's buckets (what was spent stays spent) and, when only the collection
+settings changed, each target's known state.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 
 from cdm_exporter.config import CollectionConfig, Config, TargetConfig
 from cdm_exporter.polling.budget import Budgets
@@ -22,6 +28,9 @@ from cdm_exporter.polling.telemetry import ApiTelemetry, TelemetrySnapshot
 
 log = logging.getLogger(__name__)
 
+#: scrapes that may wait for one target's collection at the same time
+MAX_WAITERS_PER_TARGET = 4
+
 
 class UnknownTarget(KeyError):
     """``/probe`` asked for a target name that is not configured."""
@@ -32,6 +41,7 @@ class _Target:
         self.poller = poller
         self.telemetry = telemetry
         self.flight = SingleFlight()
+        self.waiters = 0  # scrapes waiting for this target's collection (under Exporter._lock)
 
 
 class Exporter:
@@ -52,10 +62,7 @@ class Exporter:
         self._targets: dict[str, _Target] = {}
         self._collection: CollectionConfig | None = None
         self._budgets: Budgets | None = None
-        # one worker per target and concurrent scrape: a scrape joining another's collection waits
-        # in its worker, and must never queue the collection it waits for behind itself
-        # (threads are started only as needed)
-        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cdm-target")
+        self._closed = False
         self._durations: dict[str | None, float] = {}
         self.collections = 0  # completed collect() calls, for /-/ready and tests
         self.config = config
@@ -67,21 +74,27 @@ class Exporter:
         """Use ``config`` from now on; targets whose settings did not change keep their state."""
         with self._lock:
             same_collection = self._collection == config.collection
-            if not same_collection or self._budgets is None:
-                budget = config.collection.budget_per_minute
-                self._budgets = Budgets(
-                    {"job_status": budget.job_status, "common": budget.common},
-                    clock=self._mono,
-                    full_minute=self._full_minute_budget,
-                )
+            budget = config.collection.budget_per_minute
+            per_minute = {"job_status": budget.job_status, "common": budget.common}
+            if self._budgets is None:
+                self._budgets = Budgets(per_minute, clock=self._mono, full_minute=self._full_minute_budget)
+            elif not same_collection:
+                # the same buckets at the new rates: fresh ones would forget the last minute's calls
+                self._budgets.set_per_minute(per_minute)
             old = self._targets
             new: dict[str, _Target] = {}
             for target in config.targets:
                 kept = old.get(target.name)
                 if kept is not None and same_collection and kept.poller.target == target:
                     new[target.name] = kept
+                    continue
+                if kept is not None and kept.poller.target == target:
+                    # only the collection settings changed: carry the state and the call counts over
+                    made = self._make_target(target, config.collection, self._budgets, kept.telemetry)
+                    made.poller.adopt(kept.poller)
                 else:
-                    new[target.name] = self._make_target(target, config.collection, self._budgets)
+                    made = self._make_target(target, config.collection, self._budgets)
+                new[target.name] = made
             closing = [t for name, t in old.items() if new.get(name) is not t]
             self._targets = new
             self._collection = config.collection
@@ -89,8 +102,14 @@ class Exporter:
         for gone in closing:
             gone.poller.close()
 
-    def _make_target(self, target: TargetConfig, collection: CollectionConfig, budgets: Budgets) -> _Target:
-        telemetry = ApiTelemetry()
+    def _make_target(
+        self,
+        target: TargetConfig,
+        collection: CollectionConfig,
+        budgets: Budgets,
+        telemetry: ApiTelemetry | None = None,
+    ) -> _Target:
+        telemetry = telemetry or ApiTelemetry()
         client, identity = self._client_factory(target, collection, telemetry.observe)
         poller = TargetPoller(target, collection, client, budgets, identity, wall=self._wall, mono=self._mono)
         return _Target(poller, telemetry)
@@ -116,17 +135,27 @@ class Exporter:
         started = self._mono()
         deadline = started + max(0.0, timeout)
         selected = self._select(targets)
-        futures = [self._pool.submit(self._refresh_one, t, deadline) for t in selected]
-        wait(futures, timeout=max(0.0, deadline - self._mono()))
-        with self._lock:
-            self._durations[None if targets is None else ",".join(targets)] = self._mono() - started
-            self.collections += 1
-
-    def _refresh_one(self, target: _Target, deadline: float) -> None:
+        waiting: list[tuple[_Target, Future[None]]] = []
+        for target in selected:
+            future = self._start_refresh(target, deadline)
+            with self._lock:
+                if future is None or target.waiters >= MAX_WAITERS_PER_TARGET:
+                    continue  # closed, or enough scrapes wait for it already: serve what is known
+                target.waiters += 1
+            waiting.append((target, future))
         try:
-            target.flight.do(lambda: target.poller.refresh(deadline), deadline)
-        except Exception:
-            log.exception("collection failed", extra={"target": target.poller.target.name})
+            wait([future for _, future in waiting], timeout=max(0.0, deadline - self._mono()))
+        finally:
+            with self._lock:
+                for target, _ in waiting:
+                    target.waiters -= 1
+                self._durations[None if targets is None else ",".join(targets)] = self._mono() - started
+                self.collections += 1
+
+    def _start_refresh(self, target: _Target, deadline: float) -> Future[None] | None:
+        if self._closed:
+            return None
+        return target.flight.start(lambda: target.poller.refresh(deadline), name="cdm-refresh")
 
     def snapshot(self, targets: Sequence[str] | None = None) -> Snapshot:
         selected = self._select(targets)
@@ -151,6 +180,6 @@ class Exporter:
         return True, "ready"
 
     def close(self) -> None:
+        self._closed = True
         for target in self._select(None):
             target.poller.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
