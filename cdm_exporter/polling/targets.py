@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
+from typing import NamedTuple
 
 from cdm_exporter.config import CollectionConfig, Config, TargetConfig
 from cdm_exporter.polling.budget import Budgets
@@ -34,6 +35,14 @@ MAX_WAITERS_PER_TARGET = 4
 
 class UnknownTarget(KeyError):
     """``/probe`` asked for a target name that is not configured."""
+
+
+class Readiness(NamedTuple):
+    """``/-/ready``'s answer: ``summary`` names no target; ``failing`` does, for those allowed to know."""
+
+    ok: bool
+    summary: str
+    failing: tuple[str, ...] = ()
 
 
 class _Target:
@@ -167,17 +176,18 @@ class Exporter:
             scrape_duration=duration,
         )
 
-    def ready(self) -> tuple[bool, str]:
+    def ready(self) -> Readiness:
         """Ready when a collection ran and at least one target authenticated at its last call."""
         selected = self._select(None)
         if not selected:
-            return False, "no targets configured"
+            return Readiness(False, "no targets configured")
         states = {t.poller.target.name: t.poller.authenticated for t in selected}
+        failing = tuple(sorted(name for name, ok in states.items() if ok is False))
         if all(v is None for v in states.values()):
-            return False, "no target has authenticated yet"
+            return Readiness(False, "no target has authenticated yet")
         if not any(states.values()):
-            return False, "authentication failed for every target: " + ", ".join(sorted(states))
-        return True, "ready"
+            return Readiness(False, f"authentication failed for every target ({len(states)})", failing)
+        return Readiness(True, "ready", failing)
 
     def close(self) -> None:
         self._closed = True

@@ -1,8 +1,13 @@
 """The exporter's WSGI application: ``/``, the metrics path, ``/probe``, health, readiness, reload.
 
 Every request but the two health probes passes basic auth first when the web config names
-users. A scrape refreshes the targets within the deadline Prometheus announces in
-``X-Prometheus-Scrape-Timeout-Seconds`` (less a small offset), then renders what is known.
+users; when too many password checks already wait, a request is answered 429 unchecked. A scrape
+refreshes the targets within the deadline Prometheus announces in
+``X-Prometheus-Scrape-Timeout-Seconds`` (at most :data:`MAX_SCRAPE_SECONDS`, less a small offset),
+then renders what is known; concurrent scrapes of the same exposition share one rendering.
+``HEAD`` on the metrics paths answers the headers without collecting or rendering anything.
+``/-/ready`` tells an anonymous caller how many targets fail, and which only to an authenticated
+one (or in every answer while the log level is debug).
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from cdm_exporter import __version__
+from cdm_exporter.config.webconfig import AuthVerdict
 from cdm_exporter.metrics.collector import CdmCollector
 from cdm_exporter.polling.targets import Exporter, UnknownTarget
+from cdm_exporter.web.rendering import SharedRenderer
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -32,9 +39,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: bounds on the scrape timeout Prometheus may announce
+#: bounds on the scrape timeout Prometheus may announce: a collection gets at most a minute (the
+#: API budget's window; waiting longer buys no more calls), so a client announcing 300 s cannot
+#: hold a connection and a thread for five minutes
 MIN_SCRAPE_SECONDS = 0.1
-MAX_SCRAPE_SECONDS = 300.0
+MAX_SCRAPE_SECONDS = 60.0
 
 ReloadHook = Callable[[], tuple[bool, str]]
 
@@ -67,6 +76,7 @@ class ExporterApp:
         self.telemetry_path = telemetry_path
         self.web_config = web_config
         self.reload = reload
+        self.renderer = SharedRenderer()
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(CdmCollector(exporter.snapshot))
         if process_metrics:
@@ -80,7 +90,9 @@ class ExporterApp:
         except Exception:
             log.exception("internal error serving %s", environ.get("PATH_INFO", ""))
             response = text("500 Internal Server Error", "internal error; see the exporter's log")
-        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body)))]
+        headers = [("Content-Type", response.content_type)]
+        if response.body or environ.get("REQUEST_METHOD") != "HEAD":  # HEAD /metrics renders nothing
+            headers.append(("Content-Length", str(len(response.body))))
         headers += list(response.headers)
         if self.web_config is not None:  # http_server_config.headers of the web config
             headers += list(self.web_config.headers.items())
@@ -93,16 +105,20 @@ class ExporterApp:
         path = environ.get("PATH_INFO", "/") or "/"
         # liveness and readiness reveal nothing and must work for kubelet and Docker HEALTHCHECK
         # probes, which carry no credentials; every other path needs them
-        if (
-            path not in ("/-/healthy", "/-/ready")
-            and self.web_config is not None
-            and not self.web_config.authorized(environ.get("HTTP_AUTHORIZATION"))
-        ):
-            return Response(
-                "401 Unauthorized",
-                b"Unauthorized\n",
-                headers=(("WWW-Authenticate", 'Basic realm="cdm-exporter"'),),
-            )
+        if path not in ("/-/healthy", "/-/ready") and self.web_config is not None:
+            verdict = self.web_config.authenticate(environ.get("HTTP_AUTHORIZATION"))
+            if verdict is AuthVerdict.BUSY:
+                return Response(
+                    "429 Too Many Requests",
+                    b"Too many password checks waiting; try again\n",
+                    headers=(("Retry-After", "1"),),
+                )
+            if verdict is not AuthVerdict.ALLOWED:
+                return Response(
+                    "401 Unauthorized",
+                    b"Unauthorized\n",
+                    headers=(("WWW-Authenticate", 'Basic realm="cdm-exporter"'),),
+                )
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/-/reload":
             return self._reload() if method in ("POST", "PUT") else text("405 Method Not Allowed", "use POST")
@@ -115,8 +131,7 @@ class ExporterApp:
         if path == "/-/healthy":
             return text("200 OK", "Healthy")
         if path == "/-/ready":
-            ok, why = self.exporter.ready()
-            return text("200 OK" if ok else "503 Service Unavailable", "Ready" if ok else f"Not ready: {why}")
+            return self._ready(environ)
         if path == "/":
             return self._landing()
         return text("404 Not Found", f"not found; metrics are at {self.telemetry_path}")
@@ -134,6 +149,15 @@ class ExporterApp:
         return min(MAX_SCRAPE_SECONDS, max(MIN_SCRAPE_SECONDS, timeout))
 
     def _metrics(self, environ: WSGIEnvironment, target: str | None) -> Response:
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        gzipped = accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        headers: tuple[tuple[str, str], ...] = (("Vary", "Accept-Encoding"),)
+        if gzipped:
+            headers += (("Content-Encoding", "gzip"),)
+        if target is not None and target not in self.exporter.target_names:
+            raise UnknownTarget(target)
+        if environ.get("REQUEST_METHOD") == "HEAD":  # a HEAD spends no API call and renders nothing
+            return Response("200 OK", b"", content_type, headers)
         if target is None:
             registry = self.registry
             self.exporter.collect(self._scrape_timeout(environ))
@@ -141,13 +165,35 @@ class ExporterApp:
             registry = CollectorRegistry(auto_describe=False)
             registry.register(CdmCollector(lambda: self.exporter.snapshot([target])))
             self.exporter.collect(self._scrape_timeout(environ), [target])
-        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        body = encoder(registry)
-        headers: tuple[tuple[str, str], ...] = ()
-        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-            body = gzip.compress(body, compresslevel=6)
-            headers = (("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding"))
+
+        def render() -> bytes:
+            body = encoder(registry)
+            return gzip.compress(body, compresslevel=6) if gzipped else body
+
+        body = self.renderer.render((target, content_type, gzipped), render)
         return Response("200 OK", body, content_type, headers)
+
+    def _ready(self, environ: WSGIEnvironment) -> Response:
+        ready = self.exporter.ready()
+        message = "Ready" if ready.ok else f"Not ready: {ready.summary}"
+        if ready.failing:
+            if self._may_see_details(environ):
+                message += f"; failing authentication: {', '.join(ready.failing)}"
+            else:
+                message += f"; {len(ready.failing)} target(s) failing authentication"
+        return text("200 OK" if ready.ok else "503 Service Unavailable", message)
+
+    def _may_see_details(self, environ: WSGIEnvironment) -> bool:
+        """Target names go to an authenticated caller, or to anyone while debugging."""
+        if log.isEnabledFor(logging.DEBUG):
+            return True
+        header = environ.get("HTTP_AUTHORIZATION")
+        return (
+            self.web_config is not None
+            and bool(self.web_config.basic_auth_users)
+            and header is not None
+            and self.web_config.authenticate(header) is AuthVerdict.ALLOWED
+        )
 
     def _probe(self, environ: WSGIEnvironment) -> Response:
         names = parse_qs(environ.get("QUERY_STRING", "")).get("target", [])
@@ -188,3 +234,25 @@ class ExporterApp:
 </body></html>
 """
         return Response("200 OK", page.encode(), "text/html; charset=utf-8")
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether ``Accept-Encoding`` accepts gzip: named with a q-value above 0 (RFC 9110 12.5.3).
+
+    prometheus_client's ``gzip_accepted`` ignores q-values, so ``gzip;q=0`` (gzip refused) would
+    get gzip.
+    """
+    for item in accept_encoding.split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        if coding.lower() not in ("gzip", "x-gzip"):
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        return quality > 0
+    return False

@@ -12,8 +12,9 @@ request head and body first, and only a complete request reaches a worker. The l
 * :data:`IDLE_TIMEOUT`: a kept-alive connection with no new request for this long is closed.
 * :data:`MAX_CONNECTIONS`: at the limit, accepting one more closes the connection that has been
   waiting for its request the longest, so a flood of idle connections cannot lock a scraper out.
-* :data:`WORKERS` threads run the application; ``priority_paths`` (the health probes) have two
-  threads of their own, so that they never queue behind slow requests.
+* :data:`WORKERS` threads run the application; requests for ``priority_paths`` (the health
+  probes) that carry no credentials have two threads of their own, so that kubelet's probes never
+  queue behind slow requests or password checks.
 * :data:`MAX_HEAD_BYTES` and :data:`MAX_BODY_BYTES` bound what a request may send;
   :data:`WRITE_TIMEOUT` bounds how long a client may take to read an answer, which is written in
   :data:`WRITE_CHUNK` pieces so a slow reader holds no copy of a large body.
@@ -292,8 +293,9 @@ class HTTPServer:
         self, request: _Request, peer: tuple[Any, ...]
     ) -> tuple[str, list[tuple[str, str]], bytes]:
         environ = self._environ(request, peer)
-        path = environ["PATH_INFO"]
-        pool = self._priority if path in self._priority_paths else self._workers
+        # only probes without credentials: one with credentials may wait for a password check
+        priority = environ["PATH_INFO"] in self._priority_paths and "HTTP_AUTHORIZATION" not in environ
+        pool = self._priority if priority else self._workers
         try:
             return await asyncio.wrap_future(pool.submit(self._run_app, environ))
         except RuntimeError:  # the pool was shut down: the server is stopping
