@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from exporter_stack import wait_until
@@ -56,6 +57,26 @@ def test_callers_arriving_during_a_rendering_share_the_next_one() -> None:
     assert produce.runs == 2 == renderer.renderings
     assert produce.most_at_once == 1
     assert renderer._slots == {}  # nothing is kept once nobody waits
+
+
+def test_callers_ready_before_the_running_rendering_started_share_it() -> None:
+    renderer = SharedRenderer()
+    produce = SlowProduce()
+    results: list[bytes] = []
+    ready = time.monotonic()  # their collections ended before the rendering starts
+    first = threading.Thread(target=lambda: results.append(renderer.render("m", produce, ready)))
+    first.start()
+    wait_until(lambda: produce.runs == 1, 10, "the rendering never started")
+    others = [
+        threading.Thread(target=lambda: results.append(renderer.render("m", produce, ready)))
+        for _ in range(5)
+    ]
+    for thread in others:
+        thread.start()
+    produce.release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert results == [b"run 1"] * 6 and produce.runs == 1
 
 
 def test_other_keys_render_apart_and_errors_reach_every_sharer() -> None:

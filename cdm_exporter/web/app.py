@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import html
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -170,7 +171,7 @@ class ExporterApp:
             body = encoder(registry)
             return gzip.compress(body, compresslevel=6) if gzipped else body
 
-        body = self.renderer.render((target, content_type, gzipped), render)
+        body = self.renderer.render((target, content_type, gzipped), render, ready_at=time.monotonic())
         return Response("200 OK", body, content_type, headers)
 
     def _ready(self, environ: WSGIEnvironment) -> Response:

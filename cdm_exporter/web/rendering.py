@@ -2,15 +2,17 @@
 
 Rendering tens of thousands of jobs costs seconds of CPU and tens of megabytes, and every
 concurrent scrape used to render its own copy. Renderings are keyed by what makes their bytes
-differ (the targets, the format, gzip). At most one rendering per key runs at a time; a scrape
-that arrives while one runs waits for the *next* one, which starts when the running one ends and
-serves every scrape that arrived meanwhile. So no scrape gets bytes rendered before its own
-collection ended, and at most two bodies per key are alive at once, however many scrapes wait.
+differ (the targets, the format, gzip). At most one rendering per key runs at a time. A scrape
+whose data was ready (its collection ended) before the running rendering started shares that
+rendering; one whose data came later waits for the *next* rendering, which starts when the running
+one ends and serves every such scrape. So no scrape gets bytes rendered before its own collection
+ended, and at most two bodies per key are alive at once, however many scrapes wait.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -19,23 +21,31 @@ from dataclasses import dataclass
 @dataclass
 class _Slot:
     running: Future[bytes] | None = None
+    started: float = 0.0  # when the running rendering started (monotonic)
     pending: Future[bytes] | None = None
 
 
 class SharedRenderer:
     """``render(key, produce)``: ``produce()``'s bytes, shared with concurrent callers of ``key``."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._slots: dict[Hashable, _Slot] = {}
         self.renderings = 0  # how many times produce() actually ran; for tests and benchmarks
 
-    def render(self, key: Hashable, produce: Callable[[], bytes]) -> bytes:
+    def render(self, key: Hashable, produce: Callable[[], bytes], ready_at: float | None = None) -> bytes:
+        """``ready_at``: when the caller's data was complete (default: now)."""
+        ready_at = self._clock() if ready_at is None else ready_at
         with self._lock:
             slot = self._slots.setdefault(key, _Slot())
             if slot.running is None:
                 mine = slot.running = Future()
+                slot.started = self._clock()
                 before = None
+            elif slot.started >= ready_at:
+                shared = slot.running  # started after this caller's data was ready: as good as new
+                before = mine = None
             elif slot.pending is None:
                 mine = slot.pending = Future()
                 before = slot.running
@@ -46,6 +56,8 @@ class SharedRenderer:
             return shared.result()
         if before is not None:
             before.exception()  # the running one ended (and handed its slot to this one)
+            with self._lock:
+                slot.started = self._clock()
         try:
             with self._lock:
                 self.renderings += 1
