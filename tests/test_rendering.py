@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from exporter_stack import wait_until
 
-from cdm_exporter.web.rendering import SharedRenderer
+from cdm_exporter.web.rendering import SHARE_WINDOW, SharedRenderer
 
 
 class SlowProduce:
@@ -33,8 +32,17 @@ class SlowProduce:
         return b"run %d" % run
 
 
-def test_callers_arriving_during_a_rendering_share_the_next_one() -> None:
-    renderer = SharedRenderer()
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_callers_with_newer_data_than_the_running_rendering_share_the_next_one() -> None:
+    clock = Clock()
+    renderer = SharedRenderer(clock)
     produce = SlowProduce()
     results: dict[str, bytes] = {}
 
@@ -45,6 +53,7 @@ def test_callers_arriving_during_a_rendering_share_the_next_one() -> None:
     first.start()
     wait_until(lambda: produce.runs == 1, 10, "the first rendering never started")
     # 30 scrapes arrive while the first rendering runs: their collections ended after it started
+    clock.now += SHARE_WINDOW + 0.5
     late = [threading.Thread(target=call, args=(f"late-{i}",)) for i in range(30)]
     for thread in late:
         thread.start()
@@ -59,11 +68,12 @@ def test_callers_arriving_during_a_rendering_share_the_next_one() -> None:
     assert renderer._slots == {}  # nothing is kept once nobody waits
 
 
-def test_callers_ready_before_the_running_rendering_started_share_it() -> None:
-    renderer = SharedRenderer()
+def test_callers_ready_before_the_running_rendering_started_or_just_after_share_it() -> None:
+    clock = Clock()
+    renderer = SharedRenderer(clock)
     produce = SlowProduce()
     results: list[bytes] = []
-    ready = time.monotonic()  # their collections ended before the rendering starts
+    ready = clock.now  # their collections ended before the rendering starts
     first = threading.Thread(target=lambda: results.append(renderer.render("m", produce, ready)))
     first.start()
     wait_until(lambda: produce.runs == 1, 10, "the rendering never started")

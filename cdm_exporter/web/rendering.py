@@ -3,10 +3,11 @@
 Rendering tens of thousands of jobs costs seconds of CPU and tens of megabytes, and every
 concurrent scrape used to render its own copy. Renderings are keyed by what makes their bytes
 differ (the targets, the format, gzip). At most one rendering per key runs at a time. A scrape
-whose data was ready (its collection ended) before the running rendering started shares that
-rendering; one whose data came later waits for the *next* rendering, which starts when the running
-one ends and serves every such scrape. So no scrape gets bytes rendered before its own collection
-ended, and at most two bodies per key are alive at once, however many scrapes wait.
+whose data was ready (its collection ended) before the running rendering started, or at most
+:data:`SHARE_WINDOW` after, shares that rendering; one whose data came later waits for the *next*
+rendering, which starts when the running one ends and serves every such scrape. So no scrape gets
+bytes more than a second older than its own collection, and at most two bodies per key are alive
+at once, however many scrapes wait.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass
+
+#: seconds a caller's data may be newer than a running rendering it shares: scrapes that arrive
+#: together reach the renderer milliseconds apart, each after its own (usually empty) collection,
+#: and a second of results landing in the background is well within a scrape interval
+SHARE_WINDOW = 1.0
 
 
 @dataclass
@@ -43,8 +49,8 @@ class SharedRenderer:
                 mine = slot.running = Future()
                 slot.started = self._clock()
                 before = None
-            elif slot.started >= ready_at:
-                shared = slot.running  # started after this caller's data was ready: as good as new
+            elif slot.started >= ready_at - SHARE_WINDOW:
+                shared = slot.running  # started after this caller's data was ready, or just before
                 before = mine = None
             elif slot.pending is None:
                 mine = slot.pending = Future()
