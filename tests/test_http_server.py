@@ -19,7 +19,7 @@ import requests
 from exporter_stack import wait_until
 from tls_certs import TLSCerts, client_context, make_tls_certs, openssl_available
 
-from cdm_exporter.web.http_server import HTTPServer
+from cdm_exporter.web.http_server import DELAY_ANSWER, MAX_ANSWER_DELAY, HTTPServer
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -28,14 +28,19 @@ BODY = b"x" * 100_000
 
 
 class App:
-    """Answers BODY; ``/slow`` waits until ``release`` is set."""
+    """Answers BODY; ``/slow`` waits until ``release`` is set; ``/delayed`` asks for a late answer."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
         self.slow_running = 0
+        self.delayed = 0
         self._lock = threading.Lock()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/delayed":
+            environ[DELAY_ANSWER](MAX_ANSWER_DELAY)
+            with self._lock:
+                self.delayed += 1
         if environ["PATH_INFO"] == "/slow":
             with self._lock:
                 self.slow_running += 1
@@ -219,6 +224,28 @@ def test_health_probes_do_not_queue_behind_busy_workers(
     for thread in slow:
         thread.join(60)
     assert results == [200] * 4
+
+
+def test_a_delayed_answer_holds_no_worker(served: Callable[..., tuple[HTTPServer, App]]) -> None:
+    server, app = served(workers=2)
+    answered: list[float] = []
+    started = time.monotonic()
+
+    def get_delayed() -> None:
+        requests.get(server.url("/delayed"), timeout=60)
+        answered.append(time.monotonic())
+
+    delayed = [threading.Thread(target=get_delayed) for _ in range(10)]
+    for thread in delayed:
+        thread.start()
+    wait_until(lambda: app.delayed == 10, 30, "the delayed requests never ran")
+    # ten answers are held back, two workers: a new request is still served, before any of them
+    assert requests.get(server.url("/"), timeout=30).content == BODY
+    assert answered == []
+    for thread in delayed:
+        thread.join(60)
+    assert len(answered) == 10
+    assert min(answered) - started >= MAX_ANSWER_DELAY - 0.1
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from cdm_exporter import __version__
 from cdm_exporter.config.webconfig import AuthVerdict
 from cdm_exporter.metrics.collector import CdmCollector
 from cdm_exporter.polling.targets import Exporter, UnknownTarget
+from cdm_exporter.web.http_server import DELAY_ANSWER
 from cdm_exporter.web.rendering import SharedRenderer
 
 if TYPE_CHECKING:
@@ -45,6 +46,10 @@ log = logging.getLogger(__name__)
 #: hold a connection and a thread for five minutes
 MIN_SCRAPE_SECONDS = 0.1
 MAX_SCRAPE_SECONDS = 60.0
+#: seconds a refused password (or one not checked for a full queue) waits for its answer, in the
+#: server's event loop (no thread): a flood of guesses then comes at most once a second per
+#: connection instead of spinning
+REFUSAL_DELAY = 1.0
 
 ReloadHook = Callable[[], tuple[bool, str]]
 
@@ -107,7 +112,10 @@ class ExporterApp:
         # liveness and readiness reveal nothing and must work for kubelet and Docker HEALTHCHECK
         # probes, which carry no credentials; every other path needs them
         if path not in ("/-/healthy", "/-/ready") and self.web_config is not None:
-            verdict = self.web_config.authenticate(environ.get("HTTP_AUTHORIZATION"))
+            header = environ.get("HTTP_AUTHORIZATION")
+            verdict = self.web_config.authenticate(header)
+            if verdict is not AuthVerdict.ALLOWED and header:
+                environ.get(DELAY_ANSWER, _no_delay)(REFUSAL_DELAY)
             if verdict is AuthVerdict.BUSY:
                 return Response(
                     "429 Too Many Requests",
@@ -235,6 +243,10 @@ class ExporterApp:
 </body></html>
 """
         return Response("200 OK", page.encode(), "text/html; charset=utf-8")
+
+
+def _no_delay(seconds: float) -> None:
+    """Under a server without the delay hook: answer at once."""
 
 
 def accepts_gzip(accept_encoding: str) -> bool:

@@ -21,6 +21,10 @@ request head and body first, and only a complete request reaches a worker. The l
 
 HTTP/1.1 with keep-alive; HTTP/1.0 is answered and closed. No chunked request bodies (nothing here
 takes a body). ``HEAD`` answers never carry a body, whatever the application returns.
+
+An application may call ``environ[DELAY_ANSWER](seconds)`` to have its answer held back that long
+(at most :data:`MAX_ANSWER_DELAY`) by the event loop, which costs no thread: the app uses it to slow
+down refused password guesses, so a flood of them cannot spin at thousands of requests a second.
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ PRIORITY_WORKERS = 2
 MAX_HEAD_BYTES = 32 * 1024
 MAX_BODY_BYTES = 64 * 1024
 WRITE_CHUNK = 64 * 1024
+#: the environ key of the callable that delays an answer (absent under other servers)
+DELAY_ANSWER = "cdm_exporter.delay_answer"
+MAX_ANSWER_DELAY = 5.0
 #: socketserver's default listen backlog of 5 drops connections when many scrapers arrive at once,
 #: and a dropped SYN costs the client a retransmission (1 s, then 3 s, ...)
 BACKLOG = 128
@@ -293,13 +300,18 @@ class HTTPServer:
         self, request: _Request, peer: tuple[Any, ...]
     ) -> tuple[str, list[tuple[str, str]], bytes]:
         environ = self._environ(request, peer)
+        delays: list[float] = []
+        environ[DELAY_ANSWER] = delays.append
         # only probes without credentials: one with credentials may wait for a password check
         priority = environ["PATH_INFO"] in self._priority_paths and "HTTP_AUTHORIZATION" not in environ
         pool = self._priority if priority else self._workers
         try:
-            return await asyncio.wrap_future(pool.submit(self._run_app, environ))
+            answer = await asyncio.wrap_future(pool.submit(self._run_app, environ))
         except RuntimeError:  # the pool was shut down: the server is stopping
             return "503 Service Unavailable", [("Content-Type", "text/plain")], b"stopping\n"
+        if delays:
+            await asyncio.sleep(min(MAX_ANSWER_DELAY, max(delays)))
+        return answer
 
     def _run_app(self, environ: WSGIEnvironment) -> tuple[str, list[tuple[str, str]], bytes]:
         answer: list[Any] = []
