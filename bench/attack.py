@@ -28,7 +28,7 @@ nothing but 127.0.0.1 is contacted. Rows:
 
 ``--server`` serves the same WSGI app with another server for the connection rows (idle,
 slowloris, tls): ``cheroot`` (16 threads), ``waitress`` (16 threads, no TLS), ``gunicorn`` (one
-gthread worker, 16 threads); they need ``pip install cheroot waitress gunicorn``.
+gthread worker, 16 threads); they need ``pip install .[bench]``.
 """
 
 from __future__ import annotations

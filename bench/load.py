@@ -25,7 +25,7 @@ Single flight and the budget should make the API calls of run 2 equal to those o
 a small margin: the scrapers share collections, they do not each start one. Prints markdown tables.
 
 ``--backlog N`` is a what-if: the exporter process is started with its HTTP server's listen
-backlog (``request_queue_size``: 128 in the exporter's code, 5 in ``socketserver``'s) set to N,
+backlog (``http_server.BACKLOG``: 128 in the exporter's code; ``socketserver``'s default is 5) set to N,
 without changing the exporter's code, to show what the backlog does to simultaneous scrapes.
 """
 
