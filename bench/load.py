@@ -13,8 +13,9 @@ subprocesses on 127.0.0.1:
 Every scraper scrapes ``/metrics`` back to back (closed loop, no pause), or with ``--interval``
 on common ticks (all scrapers at the same instant, the hardest case for single flight),
 announcing ``X-Prometheus-Scrape-Timeout-Seconds: 10`` and asking for gzip, as Prometheus does;
-back to back is far more than 50 Prometheus servers would ask. The exporter answers HTTP/1.0
-and closes the connection after each answer, so each scrape is a new TCP connection.
+back to back is far more than 50 Prometheus servers would ask. Each scraper keeps its connection
+alive while the exporter does (the figures in docs/benchmarks.md before issue 13 were measured
+with a server that closed every connection, so each scrape was a new TCP connection there).
 
 Reported per run: scrapes, non-200 answers (including connection errors), latency p50/p99/max
 (scrapes still running at the end are waited for); the simulator's request counts per policy
