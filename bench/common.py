@@ -190,7 +190,7 @@ class Child:
 _WITH_BACKLOG = (
     "import sys\n"
     "from cdm_exporter.web import http_server\n"
-    "http_server.ThreadedWSGIServer.request_queue_size = int(sys.argv.pop(1))\n"
+    "http_server.BACKLOG = int(sys.argv.pop(1))\n"
     "from cdm_exporter.cli import main\n"
     "main()\n"
 )
@@ -293,7 +293,7 @@ def start_exporter(
 ) -> Child:
     """``cdm-exporter serve`` on a free 127.0.0.1 port, configured for the simulator.
 
-    ``backlog`` replaces the HTTP server's listen backlog (``request_queue_size``) in that
+    ``backlog`` replaces the HTTP server's listen backlog (``http_server.BACKLOG``) in that
     process only, without changing the exporter's code: a what-if for ``load.py``."""
     config = workdir / "config.yml"
     config.write_text(config_yaml(simulator_url))

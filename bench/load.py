@@ -13,8 +13,9 @@ subprocesses on 127.0.0.1:
 Every scraper scrapes ``/metrics`` back to back (closed loop, no pause), or with ``--interval``
 on common ticks (all scrapers at the same instant, the hardest case for single flight),
 announcing ``X-Prometheus-Scrape-Timeout-Seconds: 10`` and asking for gzip, as Prometheus does;
-back to back is far more than 50 Prometheus servers would ask. The exporter answers HTTP/1.0
-and closes the connection after each answer, so each scrape is a new TCP connection.
+back to back is far more than 50 Prometheus servers would ask. Each scraper keeps its connection
+alive while the exporter does (the figures in docs/benchmarks.md before issue 13 were measured
+with a server that closed every connection, so each scrape was a new TCP connection there).
 
 Reported per run: scrapes, non-200 answers (including connection errors), latency p50/p99/max
 (scrapes still running at the end are waited for); the simulator's request counts per policy
@@ -25,7 +26,7 @@ Single flight and the budget should make the API calls of run 2 equal to those o
 a small margin: the scrapers share collections, they do not each start one. Prints markdown tables.
 
 ``--backlog N`` is a what-if: the exporter process is started with its HTTP server's listen
-backlog (``request_queue_size``: 128 in the exporter's code, 5 in ``socketserver``'s) set to N,
+backlog (``http_server.BACKLOG``: 128 in the exporter's code; ``socketserver``'s default is 5) set to N,
 without changing the exporter's code, to show what the backlog does to simultaneous scrapes.
 """
 

@@ -6,11 +6,16 @@ Used for a target's collection (concurrent scrapes share one) and for an IAM tok
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar, cast
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class FlightTimeout(TimeoutError):
@@ -21,26 +26,19 @@ def _same(error: BaseException) -> BaseException:
     return error
 
 
-class _Flight(Generic[T]):
-    """One run in progress: its callers wait on ``done``, then read its result or error."""
-
-    __slots__ = ("done", "error", "result")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.result: T | None = None
-        self.error: BaseException | None = None
-
-
 class SingleFlight(Generic[T]):
     """The first caller runs ``work``; callers arriving meanwhile wait for that run's outcome.
 
+    :meth:`do` runs the work in the calling thread; :meth:`start` runs it on a thread of its own
+    and hands back the run's future, so that waiting for it holds no worker anyone else needs.
+    Both join a run in flight, however it was started.
+
     A waiting caller gives up at its own timeout (:class:`FlightTimeout`), so that a caller
     with a short deadline is never held hostage by a slower one already in flight. The run's
-    error reaches every waiter as ``waiter_error(error)``: by default the same instance, which a
-    caller that hands errors on may replace by a copy per waiter (one instance raised in several
-    threads has its ``__traceback__`` rewritten concurrently). ``on_join`` is called when a
-    caller joins a run in flight (tests synchronise on it).
+    error reaches every waiter of :meth:`do` as ``waiter_error(error)``: by default the same
+    instance, which a caller that hands errors on may replace by a copy per waiter (one instance
+    raised in several threads has its ``__traceback__`` rewritten concurrently). ``on_join`` is
+    called when a caller joins a run in flight (tests synchronise on it).
     """
 
     def __init__(
@@ -52,7 +50,7 @@ class SingleFlight(Generic[T]):
         self._waiter_error = waiter_error
         self._on_join = on_join
         self._lock = threading.Lock()
-        self._current: _Flight[T] | None = None
+        self._current: Future[T] | None = None
         self._runs = 0
 
     @property
@@ -69,32 +67,69 @@ class SingleFlight(Generic[T]):
 
     def do(self, work: Callable[[], T], timeout: float | None = None) -> T:
         """Run ``work``, or wait at most ``timeout`` seconds (None: no limit) for the run in flight."""
-        with self._lock:
-            flight = self._current
-            leader = flight is None
-            if flight is None:
-                flight = self._current = _Flight()
-                self._runs += 1
+        flight, leader = self._join_or_lead()
         if leader:
             return self._lead(flight, work)
+        try:
+            error = flight.exception(None if timeout is None else max(0.0, timeout))
+        except FutureTimeout:
+            raise FlightTimeout("the run in flight did not end within the timeout") from None
+        if error is not None:
+            raise self._waiter_error(error)
+        return flight.result()
+
+    def start(self, work: Callable[[], T], name: str) -> Future[T]:
+        """Start ``work`` on a thread named ``name`` unless a run is in flight; that run's future
+        either way.
+
+        Callers wait on the future with their own timeout, so waiting costs no pool thread:
+        however many callers wait for a run that hangs, nothing else queues behind them. Threads
+        stay bounded, one per flight at most. ``work``'s exception is logged (every caller may have
+        stopped waiting) and set on the future.
+        """
+        flight, leader = self._join_or_lead()
+        if leader:
+            threading.Thread(
+                target=self._run_started, args=(flight, work, name), name=name, daemon=True
+            ).start()
+        return flight
+
+    def _join_or_lead(self) -> tuple[Future[T], bool]:
+        with self._lock:
+            flight = self._current
+            if flight is None:
+                flight = self._current = Future()
+                flight.set_running_or_notify_cancel()  # a caller cannot cancel a run others share
+                self._runs += 1
+                return flight, True
         if self._on_join is not None:
             self._on_join()
-        if not flight.done.wait(None if timeout is None else max(0.0, timeout)):
-            raise FlightTimeout("the run in flight did not end within the timeout")
-        if flight.error is not None:
-            raise self._waiter_error(flight.error)
-        return cast(T, flight.result)  # set before done when there is no error
+        return flight, False
 
-    def _lead(self, flight: _Flight[T], work: Callable[[], T]) -> T:
+    def _lead(self, flight: Future[T], work: Callable[[], T]) -> T:
         try:
             result = work()
         except BaseException as error:
-            flight.error = error
+            self._end(flight)
+            flight.set_exception(error)
             raise
-        else:
-            flight.result = result
-        finally:
-            with self._lock:
-                self._current = None
-            flight.done.set()
+        self._end(flight)
+        flight.set_result(result)
         return result
+
+    def _run_started(self, flight: Future[T], work: Callable[[], T], name: str) -> None:
+        try:
+            result = work()
+        except BaseException as error:
+            log.exception("%s failed", name)  # logged before any caller can see the outcome
+            self._end(flight)
+            flight.set_exception(error)
+            return
+        self._end(flight)
+        flight.set_result(result)
+
+    def _end(self, flight: Future[T]) -> None:
+        """Before the outcome is set: a caller arriving from now on starts a fresh run."""
+        with self._lock:
+            if self._current is flight:
+                self._current = None

@@ -35,7 +35,7 @@ from sim_targets import sim_target
 
 from cdm_exporter.api import models
 from cdm_exporter.config import CollectionConfig, Config
-from cdm_exporter.metrics.collector import CdmCollector
+from cdm_exporter.metrics.collector import MAX_LABEL_VALUE, CdmCollector, label_value
 from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.state import ClusterView, JobState, TargetView
 from cdm_exporter.polling.targets import Exporter
@@ -282,7 +282,9 @@ ODD_USER = 'us"er\\x\n/..%😀 ' + "u" * 300
 ODD_SUMMARY = 'boom "quoted" \\ back\nnext line 🚀 ' + "e" * 400
 
 
-def test_odd_names_are_labels_as_they_are_and_one_path_segment_each(exporter_server: ExporterServer) -> None:
+def test_odd_names_are_labels_cut_to_a_bound_and_whole_path_segments(exporter_server: ExporterServer) -> None:
+    """Odd names are labels as they are up to MAX_LABEL_VALUE characters, cut (with a hash) beyond;
+    the API paths carry every name whole, as one encoded segment."""
     clock = ManualClock(time.time())
     with Simulator(SimulatorSettings(clusters=1, jobs=2, rate_limit=0, clock=clock)) as sim:
         cluster = sim.world.add_cluster(name=ODD_CLUSTER, status="200", jobs=0)
@@ -325,14 +327,16 @@ def test_odd_names_are_labels_as_they_are_and_one_path_segment_each(exporter_ser
     exp = result.exposition
     ids = {"cluster_id": cluster.id, "cluster_name": ODD_CLUSTER}
     for name in ODD_NAMES:
-        assert exp.value("cdm_job_status", **ids, job_name=name, status="FAILED") == 1, name[:40]
-        assert exp.value("cdm_job_refresh_timestamp_seconds", **ids, job_name=name) is not None, name[:40]
+        label = label_value(name)
+        assert label == name or (len(name) > MAX_LABEL_VALUE and len(label) == MAX_LABEL_VALUE)
+        assert exp.value("cdm_job_status", **ids, job_name=label, status="FAILED") == 1, name[:40]
+        assert exp.value("cdm_job_refresh_timestamp_seconds", **ids, job_name=label) is not None, name[:40]
     assert exp.value("cdm_cluster_up", **ids) == 1
     info = exp.select("cdm_job_info", job_name=ODD_NAMES[0])
     assert len(info) == 1
     labels = dict(next(iter(info)))
-    assert labels["creation_user"] == ODD_USER
-    assert labels["last_update_user"] == ODD_USER[::-1]
+    assert labels["creation_user"] == label_value(ODD_USER) != ODD_USER
+    assert labels["last_update_user"] == label_value(ODD_USER[::-1])
     assert labels["stopping_increment"] == '\\"\n'
     errors = exp.select("cdm_job_error_info", job_name=ODD_NAMES[0])
     assert [dict(lab)["error_summary"] for lab in errors] == [ODD_SUMMARY[:256]]

@@ -87,3 +87,66 @@ def test_full_minute_budget_allows_a_one_shot_burst() -> None:
     budgets = Budgets({"job_status": 100, "common": 100}, clock=clock, full_minute=True)
     bucket = budgets.bucket("a", "job_status")
     assert sum(bucket.try_acquire() for _ in range(150)) == 100
+
+
+def test_a_rate_change_keeps_what_was_spent() -> None:
+    clock = FakeClock()
+    budgets = Budgets({"job_status": 10, "common": 10}, clock=clock)
+    bucket = budgets.bucket("user", "job_status")
+    sent: list[float] = []
+    # a reload every 5 s alternating the rate between 10 and 20, a greedy caller every 100 ms
+    for step in range(1200):
+        if step % 50 == 0:
+            budgets.set_per_minute({"job_status": 10 if step % 100 == 0 else 20, "common": 10})
+        while bucket.try_acquire():
+            sent.append(clock.now)
+        clock.now += 0.1
+    worst = max(sum(1 for t in sent if start <= t < start + 60) for start in sent)
+    assert worst <= 20  # never a fresh minute's worth on top of what the last minute spent
+    assert budgets.bucket("user", "job_status") is bucket  # the same bucket, not a new one
+    assert budgets.bucket("other", "job_status").rate_per_minute in (10, 20)
+
+
+def test_lowering_the_rate_counts_the_calls_already_made() -> None:
+    clock = FakeClock()
+    budgets = Budgets({"job_status": 100, "common": 100}, clock=clock, full_minute=True)
+    bucket = budgets.bucket("user", "job_status")
+    spent = 0
+    while bucket.try_acquire():
+        spent += 1
+    assert spent == 100
+    budgets.set_per_minute({"job_status": 50, "common": 50})
+    clock.now += 59
+    assert not bucket.try_acquire()  # 100 sent in this minute already: nothing under a budget of 50
+    clock.now += 2  # the minute is over (and the bucket refilled a little)
+    assert bucket.try_acquire()
+
+
+def spend_all(budgets: Budgets, identity: str) -> int:
+    bucket = budgets.bucket(identity, "common")
+    spent = 0
+    while bucket.try_acquire():
+        spent += 1
+    return spent
+
+
+def test_a_scope_change_counts_what_the_credential_sent_under_the_old_scope() -> None:
+    clock = FakeClock()
+    budgets = Budgets({"job_status": 5, "common": 5}, clock=clock, full_minute=True)
+    assert spend_all(budgets, "aksk:a") == 5
+    assert budgets.bucket("aksk:b", "common").try_acquire()  # another credential: 1 of 5
+    clock.now += 10
+    budgets.rescope()  # credential -> region: every region's bucket counts the credential's calls
+    assert spend_all(budgets, "aksk:a@cn-north-4") == 0
+    assert spend_all(budgets, "aksk:a@ap-southeast-1") == 0
+    assert budgets.bucket("aksk:a@cn-north-4", "job_status").available() == 5  # other policy
+    assert spend_all(budgets, "aksk:b@cn-north-4") == 4  # other credential
+    clock.now += 61  # a minute after the credential's calls, and the buckets refilled
+    assert spend_all(budgets, "aksk:a@cn-north-4") == 5
+    assert spend_all(budgets, "aksk:a@ap-southeast-1") == 5
+    budgets.rescope()  # and back: the credential's bucket counts both regions' calls
+    assert spend_all(budgets, "aksk:a") == 0
+    budgets.rescope()  # twice within the minute: still counted, even for a bucket never used between
+    assert spend_all(budgets, "aksk:a@cn-north-4") == 0
+    clock.now += 61
+    assert spend_all(budgets, "aksk:a@cn-north-4") == 5

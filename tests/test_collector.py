@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from cdm_exporter import __version__
 from cdm_exporter.api.models import JOB_STATUSES, Cluster, JobSummary, Submission, latest, parse_submissions
-from cdm_exporter.metrics.collector import CdmCollector
+from cdm_exporter.metrics.collector import MAX_LABEL_VALUE, CdmCollector, label_value
 from cdm_exporter.polling.snapshot import Snapshot
-from cdm_exporter.polling.state import ClusterView, JobState, TargetView
+from cdm_exporter.polling.state import ClusterView, DiscoveryView, JobState, TargetView
 from cdm_exporter.polling.telemetry import ApiTelemetry, TelemetrySnapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "collector"
@@ -221,3 +222,58 @@ def test_list_counters_count_only_for_the_same_run(list_started: float, expected
     job = JobState(cluster_id="c-1", summary=summary, latest=run, fetched_key=summary.change_key)
     reg = registry_for(job)
     assert value(reg, "cdm_job_read_rows", **IDS, job_name="j") == expected
+
+
+def test_label_values_from_the_api_are_cut_to_a_bound_and_stay_distinct() -> None:
+    long_cluster = Cluster(
+        id="c-" + "i" * 70_000, name="n" * 70_000, status="777" + "7" * 70_000, version="v" * 70_000
+    )
+    twins = ["j" * 70_000 + "-a", "j" * 70_000 + "-b"]  # the same first 70,000 characters
+    jobs = [
+        JobState(
+            cluster_id=long_cluster.id,
+            summary=JobSummary(name=name, status="S" * 70_000, job_type="NORMAL_JOB", from_link="l" * 70_000),
+        )
+        for name in twins
+    ]
+    reg = registry_for(*jobs, cluster=long_cluster)
+    samples = [s for metric in reg.collect() for s in metric.samples]
+    longest = max(len(v) for s in samples for v in s.labels.values())
+    assert longest == MAX_LABEL_VALUE
+    statuses = [
+        s.labels
+        for s in samples
+        if s.name == "cdm_job_status" and s.labels["status"] == label_value("S" * 70_000)
+    ]
+    assert len({labels["job_name"] for labels in statuses}) == 2  # two names, two series
+    assert {labels["job_name"] for labels in statuses} == {label_value(name) for name in twins}
+    assert all(label_value(name).startswith("j" * 200) for name in twins)
+    # short values are untouched
+    assert (
+        label_value("jdbc2hive") == "jdbc2hive"
+        and label_value("x" * MAX_LABEL_VALUE) == "x" * MAX_LABEL_VALUE
+    )
+    assert len(generate_latest(reg)) < 200_000  # 70,000-character values would make it megabytes
+
+
+def test_a_discovered_projects_long_name_is_cut_like_every_api_label() -> None:
+    def project(name: str) -> TargetView:
+        return TargetView("t", "p" * 32, "cn-north-4", True, (), None, {}, project_name=name)
+
+    long_name = "cn-north-4_" + "x" * 70_000
+    snapshot = Snapshot(
+        (project(long_name), replace(project("cn-north-4"), project_id="q" * 32)),
+        TelemetrySnapshot({}, {}),
+        None,
+        discoveries=(DiscoveryView("t", True, None, 2, 2),),
+    )
+    registry = CollectorRegistry()
+    registry.register(CdmCollector(lambda: snapshot))
+    names = {
+        s.labels["project_name"]
+        for metric in registry.collect()
+        for s in metric.samples
+        if s.name == "cdm_project_info"
+    }
+    assert names == {label_value(long_name), "cn-north-4"}
+    assert len(label_value(long_name)) == MAX_LABEL_VALUE

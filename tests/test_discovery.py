@@ -10,6 +10,7 @@ clocks: the budget scope, set-aside projects and their recheck, a failing IAM li
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -409,6 +410,49 @@ def test_the_budget_is_one_per_credential_across_regions_unless_scoped_by_region
     else:
         # one budget per region: together they go beyond one budget
         assert peak["job_status"] > 5, peak
+
+
+def test_reloads_keep_a_projects_targets_budget_and_what_it_knows(manual_clock: ManualClock) -> None:
+    """Reloads that change only the collection settings: the projects keep their state (a set-aside
+    one stays set aside, the listing is not repeated) and draw from the same buckets, so however
+    many reloads, no rolling minute exceeds the budget."""
+    settings = SimulatorSettings(clusters=2, jobs=8, rate_limit=0, clock=manual_clock, **ACCOUNT)
+    with Simulator(settings) as sim:
+        without = project_id(sim, "ap-southeast-3")
+        a = discovery_config(
+            sim, "aksk", budget_per_minute={"job_status": 20, "common": 20}, unavailable_recheck_interval="1h"
+        )
+        b = dataclasses.replace(
+            a, collection=dataclasses.replace(a.collection, concurrency=2, read_timeout=5)
+        )
+        exporter = Exporter(a, wall=manual_clock, mono=manual_clock)
+
+        def listed() -> bool:  # every project that answers has its jobs listed
+            exporter.collect(10.0)
+            manual_clock.advance(5.0)
+            up = [v for v in exporter.snapshot().targets if v.unavailable is None]
+            return len(up) == 2 and all(c.jobs for v in up for c in v.clusters)
+
+        try:
+            wait_until(listed, 120, "the projects' jobs were never listed")
+            listings = sim.stats.count("iam_projects")
+            for round_ in range(10):
+                known = exporter.snapshot().targets
+                exporter.apply(b if round_ % 2 == 0 else a)
+                assert exporter.snapshot().targets == known  # nothing forgotten by the reload
+                exporter.collect(5.0)
+                manual_clock.advance(5.0)
+            views = {view.project_id: view for view in exporter.snapshot().targets}
+        finally:
+            exporter.close()
+    assert views[without].unavailable == NOT_OFFERED
+    assert list_calls(sim, without) == 1  # set aside at first contact, not retried by a reload
+    assert sim.stats.count("iam_projects") == listings == 1
+    assert any(view.up for view in views.values())
+    peak = {
+        policy: sim.stats.max_per_minute[(policy, settings.access_key)] for policy in ("job_status", "common")
+    }
+    assert 0 < max(peak.values()) <= 20, peak
 
 
 def test_a_set_aside_project_is_logged_once_and_rechecked_rarely(

@@ -45,6 +45,7 @@ from exporter_stack import (
     Scrape,
     exporter_sockets,
     exporter_threads,
+    scrape,
     wait_until,
 )
 from sim_targets import password_auth, sim_target
@@ -58,7 +59,7 @@ from cdm_exporter.config import (
     TargetConfig,
     TokenAuthConfig,
 )
-from cdm_exporter.polling.targets import Exporter
+from cdm_exporter.polling.targets import MAX_WAITERS_PER_TARGET, Exporter
 from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
 
 SCRAPE_TIMEOUT = 1.5  # announced by "Prometheus"; the exporter answers 0.5 s before it
@@ -524,3 +525,38 @@ def test_concurrent_scrapes_during_a_hang_each_answer_by_their_own_deadline(
         assert results[name].elapsed < 1.2, (name, results[name].elapsed)
     assert 2.0 < results["slow"].elapsed < 3.0
     assert cdm_up(results["probe-healthy"].exposition, case.healthy) == 1
+
+
+def test_a_hanging_target_never_delays_another_targets_probe(make_case: Callable[..., Case]) -> None:
+    """70 scrapes of a hanging target announce 20 s (more than the 64 threads scrapes once waited
+    in): a probe of the healthy target still runs its own collection within its 1.5 s, and the
+    scrapes beyond the few that wait for the hanging collection are answered at once."""
+    case = make_case(read_timeout=10.0)
+    warm_up(case)
+    case.faulty.add_fault(Fault(endpoint="list_clusters", kind="hang"))
+    calls = case.faulty.stats.count("list_clusters")
+    results: list[Scrape] = []
+    lock = threading.Lock()
+
+    def hanging_probe() -> None:
+        result = scrape(case.server.http.url("/probe?target=faulty"), 20.0)
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=hanging_probe) for _ in range(70)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: case.faulty.stats.count("list_clusters") > calls, 10, "the hang never started")
+        listed = case.healthy.stats.count("list_clusters")
+        healthy = scrape(case.server.http.url("/probe?target=healthy"), SCRAPE_TIMEOUT)
+        assert healthy.status == 200 and healthy.elapsed < SCRAPE_TIMEOUT
+        assert cdm_up(healthy.exposition, case.healthy) == 1
+        # its own collection ran (discovery_interval 0: every collection lists clusters)
+        assert case.healthy.stats.count("list_clusters") > listed
+    finally:
+        for thread in threads:
+            thread.join(60)
+    assert len(results) == 70 and all(r.status == 200 for r in results)
+    answered_at_once = sum(1 for r in results if r.elapsed < 10.0)
+    assert answered_at_once >= 70 - MAX_WAITERS_PER_TARGET

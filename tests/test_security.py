@@ -644,6 +644,67 @@ def test_basic_auth_guards_every_path_but_the_health_probes(
     assert landing.status_code == 200 and "sim-target" in landing.text
 
 
+def test_a_wrong_password_flood_neither_blocks_scrapes_nor_health_probes(
+    web_service: Callable[[str], tuple[Service, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Password checks are made to hang (a flood of cost-12 checks, frozen): the flood fills the
+    queue of checks and then gets 429 at once; the scraper, whose credentials were checked before,
+    and the unauthenticated health probes are served meanwhile; threads stay bounded."""
+    _, base = web_service(users_yaml())
+    good = (WEB_USER, WEB_PASSWORD)
+    assert requests.get(f"{base}/metrics", auth=good, timeout=10).status_code == 200  # now cached
+    release = threading.Event()
+    real_checkpw = bcrypt.checkpw
+
+    def frozen_checkpw(password: bytes, hashed: bytes) -> bool:
+        release.wait(60)
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", frozen_checkpw)
+    flood_codes: list[int] = []
+    flood = [
+        threading.Thread(
+            target=lambda i=i: flood_codes.append(
+                requests.get(f"{base}/metrics", auth=(WEB_USER, f"guess-{i}"), timeout=60).status_code
+            )
+        )
+        for i in range(40)
+    ]
+    threads_before = threading.active_count()
+    for thread in flood:
+        thread.start()
+    try:
+        wait_until(
+            lambda: flood_codes.count(429) >= 40 - 8, 30, f"the flood was not turned away: {flood_codes}"
+        )
+        assert requests.get(f"{base}/metrics", auth=good, timeout=10).status_code == 200
+        assert requests.get(f"{base}/-/healthy", timeout=10).status_code == 200
+        assert requests.get(f"{base}/-/ready", timeout=10).status_code in (200, 503)
+        # 40 client threads of the test, and the server's bounded pools: not a thread per request
+        assert threading.active_count() <= threads_before + 40 + 16 + 2
+    finally:
+        release.set()
+        for thread in flood:
+            thread.join(60)
+    assert sorted(set(flood_codes)) == [401, 429] and flood_codes.count(401) <= 8
+
+
+def test_readiness_names_failing_targets_only_to_an_authenticated_caller(
+    web_service: Callable[[str], tuple[Service, str]], web_sim: Simulator
+) -> None:
+    service, base = web_service(users_yaml())
+    broken = sim_target(web_sim, "broken-target", auth=TokenAuthConfig(Secret("wrong")))
+    service.exporter.apply(Config(targets=(sim_target(web_sim, "sim-target"), broken)))
+    assert requests.get(f"{base}/metrics", auth=(WEB_USER, WEB_PASSWORD), timeout=10).status_code == 200
+    anonymous = requests.get(f"{base}/-/ready", timeout=10)
+    assert anonymous.status_code == 200 and "1 target(s) failing" in anonymous.text
+    assert "broken-target" not in anonymous.text
+    wrong = requests.get(f"{base}/-/ready", auth=(WEB_USER, "wrong"), timeout=10)
+    assert "broken-target" not in wrong.text
+    told = requests.get(f"{base}/-/ready", auth=(WEB_USER, WEB_PASSWORD), timeout=10)
+    assert told.status_code == 200 and "broken-target" in told.text
+
+
 def test_tls_is_served_and_plain_http_gets_no_metrics(
     web_service: Callable[[str], tuple[Service, str]], certs: TLSCerts
 ) -> None:

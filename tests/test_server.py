@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import logging
+import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -17,7 +21,9 @@ from sim_targets import sim_target
 
 from cdm_exporter.cli.service import Service
 from cdm_exporter.config import CollectionConfig, Config, Secret, TokenAuthConfig, load_config
+from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.simulator import Fault, Simulator, SimulatorSettings
+from cdm_exporter.web.app import MAX_SCRAPE_SECONDS, ExporterApp, accepts_gzip
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -217,3 +223,140 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_bad(
     assert "regoin" in bad.text and "kept" in bad.text
     assert service.exporter.target_names == ["one", "two"]
     assert requests.get(f"{base}/-/reload", timeout=5).status_code == 405
+
+
+def test_head_answers_headers_only_and_spends_no_api_call(
+    sim: Simulator, serve: Callable[..., tuple[Service, str]]
+) -> None:
+    service, base = serve(
+        Config(targets=(sim_target(sim),), collection=CollectionConfig(discovery_interval=0))
+    )
+    wait_ready(base)
+    deadline = time.monotonic() + 10  # the warm-up collection must be over
+    while service.exporter.collections < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    collections = service.exporter.collections
+    for path in ("/metrics", "/probe?target=sim"):
+        with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=10) as sock:
+            sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"text/plain; version=0.0.4" in head, head
+        assert body == b"", body[:100]
+    assert service.exporter.collections == collections  # no collection, so no API call
+    assert requests.head(f"{base}/probe?target=nope", timeout=5).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip", True),
+        ("gzip, deflate", True),
+        ("deflate, GZIP;q=0.5", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.000", False),
+        ("identity", False),
+        ("*", False),
+        ("", False),
+        ("gzip;q=nonsense", False),
+    ],
+)
+def test_gzip_only_when_accepted_with_a_q_value_above_0(accept_encoding: str, gzipped: bool) -> None:
+    assert accepts_gzip(accept_encoding) is gzipped
+
+
+def test_gzip_q_0_is_honoured_over_http(sim: Simulator, serve: Callable[..., tuple[Service, str]]) -> None:
+    _, base = serve(Config(targets=(sim_target(sim),)))
+    wait_ready(base)
+    raw = requests.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip;q=0"}, timeout=15, stream=True)
+    assert "Content-Encoding" not in raw.headers
+    assert raw.raw.read().startswith(b"# HELP")
+
+
+def test_the_announced_scrape_timeout_is_capped(sim: Simulator) -> None:
+    exporter = Exporter(Config(targets=(sim_target(sim),)))
+    try:
+        app = ExporterApp(exporter, process_metrics=False)
+        offset = CollectionConfig().scrape_timeout_offset
+        announced: dict[str, Any] = {"HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS": "300"}
+        assert app._scrape_timeout(announced) == MAX_SCRAPE_SECONDS == 60.0
+        announced["HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"] = "10"
+        assert app._scrape_timeout(announced) == 10.0 - offset
+    finally:
+        exporter.close()
+
+
+def test_readiness_names_no_target_to_an_anonymous_caller(
+    sim: Simulator, serve: Callable[..., tuple[Service, str]]
+) -> None:
+    config = Config(targets=(sim_target(sim, "secret-name", auth=TokenAuthConfig(Secret("wrong-token"))),))
+    _, base = serve(config)
+    requests.get(f"{base}/metrics", timeout=15)
+    ready = requests.get(f"{base}/-/ready", timeout=5)
+    assert ready.status_code == 503
+    assert "1 target(s) failing authentication" in ready.text
+    assert "secret-name" not in ready.text
+
+
+def test_reloads_storming_while_scrapes_run_break_nothing(
+    serve: Callable[..., tuple[Service, str]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The config file alternates between two collection settings while /-/reload, SIGHUP's handler
+    and direct reloads fire and scrapes run: no error logged, every scrape in time. The API answers
+    in 50 ms, so reloads land while collections are under way."""
+    sim = Simulator(SimulatorSettings(clusters=2, jobs=20, rate_limit=0, latency_ms=50))
+    sim.start("127.0.0.1", 0)
+    path = tmp_path / "config.yml"
+    target = {
+        "name": "sim",
+        "region": sim.settings.region,
+        "project_id": sim.settings.project_id,
+        "endpoint": sim.url,
+        "iam_endpoint": sim.url,
+        "auth": {"token": sim.settings.token},
+    }
+    variants = [
+        {"targets": [target], "collection": {"discovery_interval": "0s", "job_list_interval": "0s"}},
+        {"targets": [target], "collection": {"discovery_interval": "1s", "job_list_interval": "1s"}},
+    ]
+    path.write_text(yaml.safe_dump(variants[0]))
+    service, base = serve(load_config(path, {}), config_file=str(path))
+    wait_ready(base)
+    caplog.set_level(logging.WARNING)
+    stop = threading.Event()
+    scrapes: list[tuple[int, float]] = []
+
+    def scraper() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                started = time.monotonic()
+                status = session.get(
+                    f"{base}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "2"}, timeout=30
+                ).status_code
+                scrapes.append((status, time.monotonic() - started))
+
+    threads = [threading.Thread(target=scraper) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for round_ in range(24):
+            path.write_text(yaml.safe_dump(variants[round_ % 2]))
+            if round_ % 3 == 0:
+                assert requests.post(f"{base}/-/reload", timeout=30).status_code == 200
+            elif round_ % 3 == 1:
+                service._on_hup(signal.SIGHUP, None)
+            else:
+                assert service.reload()[0]
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        sim.stop()
+    assert scrapes and all(status == 200 for status, _ in scrapes)
+    slowest = max(elapsed for _, elapsed in scrapes)
+    assert slowest < 2.0, f"a scrape took {slowest:.2f} s against its 2 s timeout"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert errors == [], [r.getMessage() for r in errors]

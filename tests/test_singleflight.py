@@ -6,8 +6,10 @@ test knows a caller has joined the run in flight because the flight told it so.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import pytest
 
@@ -123,3 +125,57 @@ def test_the_leaders_error_reaches_the_waiters(copied: bool) -> None:
     assert [str(e) for e in errors] == ["boom", "boom"]
     assert (errors[0] is errors[1]) is not copied
     assert not flight.in_flight  # a failed run does not block the next
+
+
+def test_started_work_runs_once_on_its_own_thread_and_callers_only_hold_its_future() -> None:
+    joins = Joins()
+    flight: SingleFlight[None] = SingleFlight(on_join=joins)
+    release = threading.Event()
+    runs: list[str] = []
+
+    def work() -> None:
+        runs.append(threading.current_thread().name)
+        assert release.wait(WAIT)
+
+    futures = [flight.start(work, name="flight-worker") for _ in range(50)]
+    joins.wait(49)
+    assert len({id(f) for f in futures}) == 1  # fifty callers, one run
+    assert sum(1 for t in threading.enumerate() if t.name == "flight-worker") == 1
+    assert not futures[0].cancel()  # no caller can cancel the run the others wait for
+    with pytest.raises(FutureTimeout):
+        futures[0].result(timeout=0.05)  # a caller's own deadline, while the run goes on
+    release.set()
+    futures[0].result(timeout=WAIT)
+    assert runs == ["flight-worker"]
+    again = flight.start(lambda: runs.append("again"), name="flight-worker")
+    assert again is not futures[0]
+    again.result(timeout=WAIT)
+    assert runs[-1] == "again" and flight.runs == 2
+
+
+def test_a_started_run_and_a_called_one_are_the_same_flight() -> None:
+    joins = Joins()
+    flight: SingleFlight[str] = SingleFlight(on_join=joins)
+    runs: list[int] = []
+    started, release = threading.Event(), threading.Event()
+    future = flight.start(blocked_work("started", runs, started, release), name="flight-worker")
+    assert started.wait(WAIT)
+    results: list[str] = []
+    caller = start(lambda: results.append(flight.do(lambda: "called", WAIT)))
+    joins.wait(1)  # the caller joined the started run instead of running its own work
+    release.set()
+    caller.join(WAIT)
+    assert results == ["started"] and future.result(WAIT) == "started" and runs == [1]
+
+
+def test_a_started_runs_error_reaches_its_future_and_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    def work() -> None:
+        raise ValueError("boom")
+
+    caplog.set_level(logging.ERROR)
+    flight: SingleFlight[None] = SingleFlight()
+    future = flight.start(work, name="flight-worker")
+    with pytest.raises(ValueError, match="boom"):
+        future.result(timeout=WAIT)
+    assert [r.getMessage() for r in caplog.records] == ["flight-worker failed"]
+    assert flight.start(lambda: None, name="flight-worker").result(WAIT) is None  # not stuck

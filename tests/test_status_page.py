@@ -509,9 +509,19 @@ def test_headers_methods_and_files(world: World) -> None:
     assert "innerHTML" not in script.text and "eval(" not in script.text
     assert requests.get(world.base + "/static/nope.js", timeout=30).status_code == 404
 
-    head = requests.head(world.base + "/", timeout=30)
-    assert head.status_code == 200 and head.content == b""
-    assert int(head.headers["Content-Length"]) > 1000
+    # a HEAD of what is built from the known state builds nothing: no collection, no rendering,
+    # so no Content-Length; the other headers are GET's
+    collections = world.service.exporter.collections
+    for path in ("/", "/api/v1/jobs"):
+        head = requests.head(world.base + path, headers={"Accept-Encoding": "gzip"}, timeout=30)
+        got = requests.get(world.base + path, headers={"Accept-Encoding": "gzip"}, timeout=30)
+        assert head.status_code == 200 and head.content == b"", path
+        assert "Content-Length" not in head.headers, path
+        for name in ("Content-Type", "Content-Encoding", "Vary", "Cache-Control", "Content-Security-Policy"):
+            assert head.headers[name] == got.headers[name], (path, name)
+    assert world.service.exporter.collections == collections + 2  # the two GETs only
+    static = requests.head(world.base + "/static/status.css", timeout=30)
+    assert static.content == b"" and int(static.headers["Content-Length"]) > 1000  # built anyway
     post = requests.post(world.base + "/", timeout=30)
     assert post.status_code == 405 and post.headers["Allow"] == "GET, HEAD"
 

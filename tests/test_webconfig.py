@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -514,16 +515,92 @@ def test_successful_checks_are_cached_briefly(
     assert len(checkpw.calls) == 2  # expired: checked again
 
 
-def test_failures_are_never_cached(auth_config: WebConfig, checkpw: CountingCheckpw) -> None:
+def test_failures_are_cached_too(auth_config: WebConfig, checkpw: CountingCheckpw) -> None:
     assert auth_config.authorized(basic("alice", PASSWORD))
     for _ in range(3):
         assert not auth_config.authorized(basic("alice", "wrong"))
-    assert len(checkpw.calls) == 4
+    assert len(checkpw.calls) == 2  # a repeated wrong password costs one bcrypt check, as in exporter-toolkit
+    assert not auth_config.authorized(basic("alice", "wrong again"))
+    assert len(checkpw.calls) == 3
+    assert auth_config.authorized(basic("alice", PASSWORD))  # a cached failure never shadows the password
+
+
+def test_one_bcrypt_check_runs_at_a_time(auth_config: WebConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    running = 0
+    most = 0
+    lock = threading.Lock()
+    real = bcrypt.checkpw
+
+    def checkpw(password: bytes, hashed: bytes) -> bool:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.02)
+            return real(password, hashed)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(bcrypt, "checkpw", checkpw)
+    verdicts: list[webconfig.AuthVerdict] = []
+    threads = [
+        threading.Thread(
+            target=lambda i=i: verdicts.append(auth_config.authenticate(basic("alice", f"x{i}")))
+        )
+        for i in range(webconfig.MAX_QUEUED_CHECKS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert verdicts == [webconfig.AuthVerdict.DENIED] * webconfig.MAX_QUEUED_CHECKS
+    assert most == 1
+
+
+def test_a_full_queue_refuses_at_once_and_cached_credentials_skip_it(
+    auth_config: WebConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert auth_config.authorized(basic("alice", PASSWORD))  # cached from now on
+    release = threading.Event()
+    real = bcrypt.checkpw
+
+    def blocked_checkpw(password: bytes, hashed: bytes) -> bool:
+        release.wait(30)
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", blocked_checkpw)
+    verdicts: list[webconfig.AuthVerdict] = []
+    flood = [
+        threading.Thread(
+            target=lambda i=i: verdicts.append(auth_config.authenticate(basic("alice", f"x{i}")))
+        )
+        for i in range(webconfig.MAX_QUEUED_CHECKS)
+    ]
+    for thread in flood:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while auth_config._auth._queued < webconfig.MAX_QUEUED_CHECKS and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert auth_config._auth._queued == webconfig.MAX_QUEUED_CHECKS
+        # the queue is full: a new uncached check is refused unchecked, without waiting
+        assert auth_config.authenticate(basic("alice", "one more")) is webconfig.AuthVerdict.BUSY
+        assert not auth_config.authorized(basic("mallory", "x"))
+        # the scraper's cached credentials do not wait behind the flood
+        assert auth_config.authenticate(basic("alice", PASSWORD)) is webconfig.AuthVerdict.ALLOWED
+    finally:
+        release.set()
+        for thread in flood:
+            thread.join(30)
+    assert verdicts == [webconfig.AuthVerdict.DENIED] * webconfig.MAX_QUEUED_CHECKS
+    assert auth_config._auth._queued == 0
 
 
 def test_unknown_user_costs_a_bcrypt_round_too(auth_config: WebConfig, checkpw: CountingCheckpw) -> None:
     assert not auth_config.authorized(basic("mallory", PASSWORD))
-    assert not auth_config.authorized(basic("mallory", PASSWORD))
+    assert not auth_config.authorized(basic("mallory", PASSWORD + "2"))
     assert len(checkpw.calls) == 2
     cost = HASH.encode()[:7]  # $2b$04$
     assert all(hashed.startswith(cost) for hashed in checkpw.calls)
@@ -537,9 +614,10 @@ def test_unknown_user_is_refused_even_if_the_dummy_hash_matched(auth_config: Web
 
 def test_cache_holds_no_password(auth_config: WebConfig) -> None:
     assert auth_config.authorized(basic("alice", PASSWORD))
-    cache: dict[tuple[bytes, bytes], float] = auth_config._auth._cache
-    assert len(cache) == 1
-    ((user, digest),) = cache
+    assert not auth_config.authorized(basic("alice", "wrong"))
+    ((user, digest),) = auth_config._auth._allowed.keys()
+    ((_, wrong_digest),) = auth_config._auth._denied.keys()
+    assert b"wrong" not in wrong_digest
     assert user == b"alice"
     assert PASSWORD.encode() not in digest
     for plain in (

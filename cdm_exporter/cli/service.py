@@ -61,7 +61,8 @@ class Service:
             self.exporter, telemetry_path=telemetry_path, web_config=self.web_config, reload=self.reload
         )
         ssl_context = self.web_config.ssl_context() if self.web_config is not None else None
-        self.http = HTTPServer(app, listen_address, ssl_context)
+        # the health probes get threads of their own: kubelet restarts a pod whose probe times out
+        self.http = HTTPServer(app, listen_address, ssl_context, priority_paths=("/-/healthy", "/-/ready"))
         self.http.start()
         # one collection now, so that /-/ready can turn true and the first scrape finds state
         timeout = self.exporter.config.collection.default_scrape_timeout

@@ -34,6 +34,7 @@ import secrets
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from cdm_exporter.config.strict_yaml import boolean, describe, mapping_of, parse
 __all__ = [
     "CIPHER_SUITES",
     "CLIENT_AUTH_TYPES",
+    "AuthVerdict",
     "ClientAuthType",
     "TLSServerConfig",
     "WebConfig",
@@ -163,8 +165,11 @@ _BCRYPT_HASH: Final = re.compile(r"\$2[abxy]\$(?P<cost>\d\d)\$[./A-Za-z0-9]{53}"
 _BCRYPT_MAX_PASSWORD: Final = 72  # bcrypt only ever reads this many bytes of a password
 
 AUTH_CACHE_TTL_SECONDS: Final = 120.0
-"""How long a successful basic-auth check is remembered (several scrapes at the usual 15-60 s)."""
+"""How long a basic-auth result is remembered; each use of a good one renews it (several scrapes at
+the usual 15-60 s)."""
 _AUTH_CACHE_MAX_ENTRIES: Final = 1024
+MAX_QUEUED_CHECKS: Final = 8
+"""Uncached checks that may wait for the one bcrypt check running (8 x ~250 ms at cost 12)."""
 
 _monotonic: Callable[[], float] = time.monotonic  # replaced in tests
 
@@ -271,7 +276,15 @@ class WebConfig:
         True when no users are configured. Otherwise the header must be ``Basic`` credentials of a
         configured user with the right password.
         """
+        return self._auth.check(authorization_header) is AuthVerdict.ALLOWED
+
+    def authenticate(self, authorization_header: str | None) -> AuthVerdict:
+        """Like :meth:`authorized`, telling a refusal from "too busy to check now"."""
         return self._auth.check(authorization_header)
+
+    @property
+    def requires_auth(self) -> bool:
+        return bool(self.basic_auth_users)
 
 
 def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
@@ -457,14 +470,29 @@ def _parse_users(value: object) -> dict[str, bytes]:
 # Basic authentication
 
 
-class _BasicAuth:
-    """Constant-time-ish basic-auth checks with a short cache of successful ones.
+class AuthVerdict(enum.Enum):
+    """What a basic-auth check decided."""
 
-    Every check of a well-formed header costs one bcrypt round unless it hits the cache, whether or
-    not the user exists (an unknown user is checked against a dummy hash of the same cost), and the
-    user name is compared with every configured name using hmac.compare_digest. The cache keys on
-    the user name and an HMAC of (stored hash, password) under a random per-process key, so it
-    holds nothing from which the password could be recovered; only successful checks are cached.
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    BUSY = "busy"  # too many uncached checks waiting: refused unchecked, try again shortly
+
+
+class _BasicAuth:
+    """Basic-auth checks that a flood of wrong passwords cannot turn into a CPU or thread sink.
+
+    As exporter-toolkit does, one bcrypt check runs at a time and results are cached, failures
+    included, so a repeated wrong password costs nothing the second time. Beyond that, at most
+    :data:`MAX_QUEUED_CHECKS` uncached checks may wait for their turn; a request arriving when the
+    queue is full is answered BUSY at once instead of holding a server thread for seconds. A
+    scraper whose credentials are cached (each use keeps them for another
+    :data:`AUTH_CACHE_TTL_SECONDS`) never waits in that queue.
+
+    Every uncached check of a well-formed header costs one bcrypt round, whether or not the user
+    exists (an unknown user is checked against a dummy hash of the same cost), and the user name is
+    compared with every configured name using hmac.compare_digest. The caches key on the user name
+    and an HMAC of (stored hash, password) under a random per-process key, so they hold nothing
+    from which a password could be recovered.
     """
 
     def __init__(self, users: Mapping[str, bytes]) -> None:
@@ -473,15 +501,18 @@ class _BasicAuth:
         # A syntactically valid hash that no password is known to match; same cost as the real ones.
         self._dummy = b"$2b$%02d$" % max(costs, default=10) + b"N9qo8uLOickgx2ZMRZoMye" + b"." * 31
         self._key = secrets.token_bytes(32)
-        self._cache: dict[tuple[bytes, bytes], float] = {}
-        self._lock = threading.Lock()
+        self._allowed = _ExpiringSet(_AUTH_CACHE_MAX_ENTRIES)
+        self._denied = _ExpiringSet(_AUTH_CACHE_MAX_ENTRIES)
+        self._lock = threading.Lock()  # guards the caches and the queue count
+        self._bcrypt = threading.Lock()  # one bcrypt check at a time
+        self._queued = 0
 
-    def check(self, header: str | None) -> bool:
+    def check(self, header: str | None) -> AuthVerdict:
         if not self._users:
-            return True
+            return AuthVerdict.ALLOWED
         credentials = _parse_basic_header(header)
         if credentials is None:
-            return False
+            return AuthVerdict.DENIED
         user, password = credentials
         password = password[:_BCRYPT_MAX_PASSWORD]  # what bcrypt reads anyway; bcrypt>=5 refuses more
 
@@ -490,26 +521,69 @@ class _BasicAuth:
             if hmac.compare_digest(name, user):
                 stored = hashed
         hashed = stored if stored is not None else self._dummy
-        cache_key = (user, hmac.new(self._key, hashed + b"\0" + password, hashlib.sha256).digest())
+        key = (user, hmac.new(self._key, hashed + b"\0" + password, hashlib.sha256).digest())
 
-        now = _monotonic()
-        if stored is not None:
-            with self._lock:
-                expires = self._cache.get(cache_key)
-                if expires is not None and now < expires:
-                    return True
-        try:
-            ok = bcrypt.checkpw(password, hashed)
-        except ValueError:  # e.g. a NUL byte in the password, refused by some bcrypt versions
-            ok = False
-        if not ok or stored is None:
-            return False
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
         with self._lock:
-            if len(self._cache) >= _AUTH_CACHE_MAX_ENTRIES:
-                for stale in [k for k, t in self._cache.items() if t <= now] or list(self._cache)[:1]:
-                    del self._cache[stale]
-            self._cache[cache_key] = now + AUTH_CACHE_TTL_SECONDS
+            if self._queued >= MAX_QUEUED_CHECKS:
+                return AuthVerdict.BUSY
+            self._queued += 1
+        try:
+            with self._bcrypt:
+                cached = self._cached(key)  # the same credentials may have been checked meanwhile
+                if cached is not None:
+                    return cached
+                try:
+                    ok = bcrypt.checkpw(password, hashed) and stored is not None
+                except ValueError:  # e.g. a NUL byte in the password, refused by some bcrypt versions
+                    ok = False
+                with self._lock:
+                    (self._allowed if ok else self._denied).add(key, _monotonic() + AUTH_CACHE_TTL_SECONDS)
+                return AuthVerdict.ALLOWED if ok else AuthVerdict.DENIED
+        finally:
+            with self._lock:
+                self._queued -= 1
+
+    def _cached(self, key: tuple[bytes, bytes]) -> AuthVerdict | None:
+        now = _monotonic()
+        with self._lock:
+            if self._allowed.get(key, now):
+                self._allowed.add(key, now + AUTH_CACHE_TTL_SECONDS)  # in use: keep it
+                return AuthVerdict.ALLOWED
+            if self._denied.get(key, now):
+                return AuthVerdict.DENIED
+        return None
+
+
+class _ExpiringSet:
+    """Keys with an expiry time, at most ``size`` of them; the least recently added goes first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._expiry: OrderedDict[tuple[bytes, bytes], float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def keys(self) -> list[tuple[bytes, bytes]]:
+        return list(self._expiry)
+
+    def get(self, key: tuple[bytes, bytes], now: float) -> bool:
+        expires = self._expiry.get(key)
+        if expires is None:
+            return False
+        if now >= expires:
+            del self._expiry[key]
+            return False
         return True
+
+    def add(self, key: tuple[bytes, bytes], expires: float) -> None:
+        self._expiry.pop(key, None)
+        self._expiry[key] = expires
+        while len(self._expiry) > self._size:
+            self._expiry.popitem(last=False)
 
 
 def _parse_basic_header(header: str | None) -> tuple[bytes, bytes] | None:

@@ -34,10 +34,16 @@ Series produced (identity labels ``cluster_id``, ``cluster_name``, ``job_name`` 
 
 A field the API omitted gives no series (never a fake 0). Run counters are gauges: they restart
 with each run.
+
+Every label value taken from an API answer passes :func:`label_value`: one longer than
+:data:`MAX_LABEL_VALUE` characters is cut and ends in a hash of the whole value, so two long names
+stay two series and no answer can blow a scrape up (a 70,000-character job name was exported as
+it came). The state keeps the full names; API paths use them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -53,6 +59,20 @@ from cdm_exporter.polling.telemetry import TelemetrySnapshot
 
 JOB_LABELS = ("cluster_id", "cluster_name", "job_name")
 ERROR_SUMMARY_MAX = 256
+#: longest label value taken from the API; CDM's own limits (job names up to 240 characters,
+#: cluster names up to 64) stay below it
+MAX_LABEL_VALUE = 256
+_HASH_DIGITS = 16
+
+
+def label_value(value: str) -> str:
+    """``value`` as a label: unchanged up to :data:`MAX_LABEL_VALUE` characters, else its first
+    239 characters, ``~`` and 16 hex digits of the SHA-256 of the whole value (256 in all)."""
+    if len(value) <= MAX_LABEL_VALUE:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_DIGITS]
+    return f"{value[: MAX_LABEL_VALUE - _HASH_DIGITS - 1]}~{digest}"
+
 
 INFO_LABELS = JobInfo._fields
 
@@ -155,7 +175,7 @@ class _JobFamilies:
                 )
             )
         if status is not None and status not in JOB_STATUSES:
-            samples.append(Sample("cdm_job_status", {**labels, "status": status}, 1.0))
+            samples.append(Sample("cdm_job_status", {**labels, "status": label_value(status)}, 1.0))
 
         run = job.current_run
         summary = job.summary
@@ -186,7 +206,7 @@ class _JobFamilies:
             if value is not None:
                 family.samples.append(Sample(family.name, labels, float(value)))
 
-        self.info.add_metric((*ids, *job.info()), 1.0)
+        self.info.add_metric((*ids, *map(label_value, job.info())), 1.0)
         if run is not None and status in FAILED_STATUSES:
             self.error.add_metric((*ids, (run.error_summary or "")[:ERROR_SUMMARY_MAX]), 1.0)
 
@@ -213,13 +233,14 @@ def _cluster_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
             if cluster.id in seen:  # the same cluster reached through two targets
                 continue
             seen.add(cluster.id)
-            ids = (cluster.id, cluster.name)
-            info.add_metric((*ids, target.project_id, target.region, cluster.version or ""), 1.0)
+            ids = (label_value(cluster.id), label_value(cluster.name))
+            version = label_value(cluster.version or "")
+            info.add_metric((*ids, target.project_id, target.region, version), 1.0)
             current = cluster.status_name
             for name in CLUSTER_STATUSES.values():
                 status.add_metric((*ids, name), 1.0 if current == name else 0.0)
             if current is not None and current not in CLUSTER_STATUSES.values():
-                status.add_metric((*ids, current), 1.0)
+                status.add_metric((*ids, label_value(current)), 1.0)
             if view.up is not None:
                 up.add_metric(ids, 1.0 if view.up else 0.0)
     yield from (info, status, up)
@@ -273,7 +294,8 @@ def _discovery_families(snapshot: Snapshot) -> Iterator[Metric]:
         if target.project_name is None or key in seen:  # a project found by two targets
             continue
         seen.add(key)
-        info.add_metric((target.project_id, target.project_name, target.region), 1.0)
+        # project IDs and regions were checked when the project was picked; the name was not
+        info.add_metric((target.project_id, label_value(target.project_name), target.region), 1.0)
         for reason in UNAVAILABLE_REASONS:  # every reason always present, as the status enums
             unavailable.add_metric((*key, reason), 1.0 if target.unavailable == reason else 0.0)
     up = GaugeMetricFamily(
@@ -321,7 +343,8 @@ def families(snapshot: Snapshot) -> list[Metric]:
                 if key in seen:
                     continue
                 seen.add(key)
-                jobs.add((cluster.cluster.id, cluster.cluster.name, job.name), job)
+                ids = (cluster.cluster.id, cluster.cluster.name, job.name)
+                jobs.add(tuple(map(label_value, ids)), job)
     return [
         *jobs.all(),
         *_cluster_families(snapshot.targets),

@@ -10,6 +10,13 @@ CDM counts requests per IAM user and API policy over a rolling minute: ``job_sta
   spread over the minute (fresh data every scrape) instead of spent in one burst.
 
 A 429 empties the bucket and pauses it, so a throttled exporter backs off instead of retrying.
+
+The buckets outlive configuration reloads: a reload that changes the rates changes the buckets in
+place (:meth:`Budgets.set_per_minute`), so the requests of the last minute still count against the
+new rate and no reload, however frequent, opens a fresh minute's worth of requests. A reload that
+changes ``budget_scope`` replaces the buckets (``id@region`` for ``id``, or back,
+:meth:`Budgets.rescope`); each new one starts with the requests its credential sent in the last
+minute under the old scope.
 """
 
 from __future__ import annotations
@@ -67,6 +74,17 @@ class TokenBucket:
         self._tokens = min(self._tokens, max(0.0, room))
         return room
 
+    def set_rate(self, rate_per_minute: float, capacity: float | None = None) -> None:
+        """Change the rate (a reload); what was sent in the last minute still counts against it."""
+        if rate_per_minute <= 0:
+            raise ValueError("rate_per_minute must be positive")
+        with self._lock:
+            self._refill(self._clock())  # tokens earned so far were earned at the old rate
+            self.rate_per_minute = rate_per_minute
+            self.rate_per_second = rate_per_minute / 60.0
+            self.capacity = capacity if capacity is not None else max(1.0, rate_per_minute / 2.0)
+            self._tokens = min(self._tokens, self.capacity)
+
     def try_acquire(self) -> bool:
         """Take one token if the bucket and the rolling minute allow it now; never waits."""
         with self._lock:
@@ -79,6 +97,18 @@ class TokenBucket:
                 self._sent.append(now)
                 return True
             return False
+
+    def sent_in_window(self) -> list[float]:
+        """When this bucket's requests of the last minute were sent (monotonic)."""
+        with self._lock:
+            self._window_room(self._clock())
+            return list(self._sent)
+
+    def count_sent(self, times: list[float]) -> None:
+        """Count requests sent through another bucket of the same credential (a scope change)."""
+        with self._lock:
+            self._sent = deque(sorted([*self._sent, *times]))
+            self._window_room(self._clock())
 
     def refund(self) -> None:
         """Give back the token of a request that was never sent."""
@@ -112,6 +142,11 @@ def budget_identity(identity: str, region: str, scope: str) -> str:
     return f"{identity}@{region}" if scope == "region" else identity
 
 
+def _same_credential(a: str, b: str) -> bool:
+    """Whether budget identities ``a`` and ``b`` are one credential's, under either scope."""
+    return a == b or a.rpartition("@")[0] == b or b.rpartition("@")[0] == a
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetKey:
     identity: str  # the credential's non-secret identity: the API counts per user
@@ -133,6 +168,7 @@ class Budgets:
         # a one-shot run (``check``) may spend a whole minute's budget at once
         self._full_minute = full_minute
         self._buckets: dict[BudgetKey, TokenBucket] = {}
+        self._before_rescope: dict[BudgetKey, list[float]] = {}  # the last minute before rescope()
         self._lock = threading.Lock()
 
     def bucket(self, identity: str, policy: Policy) -> TokenBucket:
@@ -141,10 +177,35 @@ class Budgets:
             bucket = self._buckets.get(key)
             if bucket is None:
                 rate = float(self._per_minute[policy])
-                capacity = rate if self._full_minute else None
-                bucket = TokenBucket(rate, capacity=capacity, clock=self._clock)
+                bucket = TokenBucket(rate, capacity=self._capacity(rate), clock=self._clock)
+                for old, sent in self._before_rescope.items():
+                    if old.policy == policy and _same_credential(old.identity, identity):
+                        bucket.count_sent(sent)
                 self._buckets[key] = bucket
             return bucket
+
+    def rescope(self) -> None:
+        """``budget_scope`` changed: new buckets from now on, each counting what its credential
+        sent in the last minute under the old scope (with ``region``, every region's bucket counts
+        everything the credential sent: which region a call went to was not kept)."""
+        with self._lock:
+            since = self._clock() - WINDOW_SECONDS
+            before = {key: [t for t in sent if t > since] for key, sent in self._before_rescope.items()}
+            for key, bucket in self._buckets.items():  # a second rescope within the minute adds up
+                before[key] = before.get(key, []) + bucket.sent_in_window()
+            self._before_rescope = {key: sent for key, sent in before.items() if sent}
+            self._buckets = {}
+
+    def set_per_minute(self, per_minute: Mapping[Policy, int]) -> None:
+        """New rates for every bucket, present and future, keeping what each has spent."""
+        with self._lock:
+            self._per_minute = dict(per_minute)
+            for key, bucket in self._buckets.items():
+                rate = float(self._per_minute[key.policy])
+                bucket.set_rate(rate, self._capacity(rate))
+
+    def _capacity(self, rate: float) -> float | None:
+        return rate if self._full_minute else None
 
     def for_endpoint(self, identity: str, endpoint: Endpoint) -> TokenBucket:
         return self.bucket(identity, ENDPOINT_POLICY[endpoint])

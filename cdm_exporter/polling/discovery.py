@@ -164,6 +164,7 @@ class ProjectDiscovery:
         self._error: str | None = None
         self._listed = 0
         self._unusable: set[str] = set()  # ids of projects that cannot be polled, logged once
+        self._closed = False  # replaced by a reload or stopped: start nothing more
         self._pool = ThreadPoolExecutor(
             max_workers=MAX_PARALLEL_PROJECTS, thread_name_prefix=f"cdm-{target.name[:10]}-projects"
         )
@@ -173,15 +174,19 @@ class ProjectDiscovery:
 
     def refresh(self, deadline: float) -> None:
         """List the projects when due, then refresh every project in parallel until ``deadline``."""
+        if self._closed:
+            return
         self._discover_if_due(deadline)
         with self._lock:
             projects = list(self._projects.values())
         now = self._mono()
-        futures: list[Future[None]] = [
-            self._pool.submit(self._refresh_project, project, deadline)
-            for project in projects
-            if project.unavailable is None or now >= project.recheck_at
-        ]
+        futures: list[Future[None]] = []
+        for project in projects:
+            if project.unavailable is None or now >= project.recheck_at:
+                try:
+                    futures.append(self._pool.submit(self._refresh_project, project, deadline))
+                except RuntimeError:  # shut down by close() meanwhile (a reload replaced this target)
+                    return
         if futures:
             wait(futures, timeout=max(0.0, deadline - self._mono()))
 
@@ -212,9 +217,35 @@ class ProjectDiscovery:
             return None
         return False
 
+    def adopt(self, old: ProjectDiscovery) -> None:
+        """Take over what ``old`` knows (same target, other collection settings: a reload): its
+        last listing, and each project, whose new poller adopts the old one's state."""
+        with old._lock:
+            listing = (old._listed_at, old._refused_at, old._listing_ok, old._error, old._listed)
+            projects = [p for p in old._projects.values() if not p.dropped]
+            unusable = set(old._unusable)
+        adopted: dict[str, _Project] = {}
+        for project in projects:
+            built = self._build(project.info, project.region)
+            if built is None:
+                continue
+            built.poller.adopt(project.poller)
+            built.client.answered, built.client.last_error = (
+                project.client.answered,
+                project.client.last_error,
+            )
+            built.unavailable, built.recheck_at = project.unavailable, project.recheck_at
+            adopted[project.info.id] = built
+        with self._lock:
+            self._projects = adopted
+            self._listed_at, self._refused_at, self._listing_ok, self._error, self._listed = listing
+            self._unusable = unusable
+        self.failures = old.failures
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
+            self._closed = True
             projects = list(self._projects.values())
             self._projects = {}
         for project in projects:
@@ -278,7 +309,14 @@ class ProjectDiscovery:
             if built is not None:
                 current[project_id] = built
         with self._lock:
-            self._projects = current
+            closed = self._closed
+            if not closed:
+                self._projects = current
+        if closed:  # close() ran meanwhile: the pollers built for this listing are not used
+            for project_id, project in current.items():
+                if known.get(project_id) is not project:
+                    project.poller.close()
+            return
         for project in gone:
             project.dropped = True
             log.info(

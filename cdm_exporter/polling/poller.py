@@ -125,6 +125,7 @@ class TargetPoller:
         self._error_kind: str | None = None
         self._throttled_at: float | None = None  # wall time of the last 429 from CDM
         self._inflight: set[tuple[str, str, str]] = set()  # (what, cluster_id, job_name)
+        self._closed = False  # replaced by a reload or stopped: start nothing more
         self.failures = FailureLog(log, target.name)
         self.authenticated: bool | None = None  # did the last authenticated call work
 
@@ -137,6 +138,8 @@ class TargetPoller:
         not sent again before ``discovery_interval`` has passed: CDM locks an access key for
         5 minutes after 5 failed signatures in a row, and a retry cannot fix a wrong key.
         """
+        if self._closed:
+            return
         with self._lock:
             refused_at = self._refused_at
             if refused_at is not None and self._mono() - refused_at < self.collection.discovery_interval:
@@ -191,8 +194,56 @@ class TargetPoller:
         )
 
     def close(self) -> None:
+        self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.client.close()
+
+    def adopt(self, old: TargetPoller) -> None:
+        """Take over what ``old`` knows (same target, other collection settings: a reload).
+
+        Cluster records are copied, not shared: work ``old`` still has in flight lands in its own
+        copies, and a job list it was reading page by page starts over here. A refused credential
+        stays paused (the same credential: a reload must not resend it early).
+        """
+        with old._lock:
+            clusters = {
+                cid: replace(c, jobs=dict(c.jobs), listing=None, unsupported=dict(c.unsupported))
+                for cid, c in old._clusters.items()
+            }
+            known = (
+                old._clusters_at,
+                old._clusters_ok,
+                old._auth_error,
+                old._refused_at,
+                old._error,
+                old._error_kind,
+                old._throttled_at,
+                old.authenticated,
+            )
+        with self._lock:
+            self._clusters = clusters
+            (
+                self._clusters_at,
+                self._clusters_ok,
+                self._auth_error,
+                self._refused_at,
+                self._error,
+                self._error_kind,
+                self._throttled_at,
+                self.authenticated,
+            ) = known
+        self.failures = old.failures
+
+    def _submit(
+        self, key: tuple[str, str, str], work: Callable[..., None], *args: object
+    ) -> Future[None] | None:
+        """Run claimed ``work`` on the executor; None (and the claim dropped) once closed."""
+        try:
+            return self._executor.submit(self._run_claimed, key, work, *args)
+        except RuntimeError:  # shut down by close() meanwhile (a reload replaced this poller)
+            with self._lock:
+                self._inflight.discard(key)
+            return None
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -206,8 +257,9 @@ class TargetPoller:
 
     def _timeout(self, deadline: float) -> float | None:
         """Read timeout for a request started now; None when there is no time left or the
-        credential was refused (no request is sent with it until ``refresh`` allows again)."""
-        if self._credential_refused():
+        credential was refused (no request is sent with it until ``refresh`` allows again), or
+        this poller was closed (a reload replaced it: work already running sends nothing more)."""
+        if self._closed or self._credential_refused():
             return None
         left = deadline - self._mono()
         if left < MIN_REQUEST_SECONDS:
@@ -313,10 +365,8 @@ class TargetPoller:
             ]
         for cluster_id in due:
             key = ("list", cluster_id, "")
-            if self._claim(key):
-                futures.append(
-                    self._executor.submit(self._run_claimed, key, self._list_jobs, cluster_id, deadline)
-                )
+            if self._claim(key) and (future := self._submit(key, self._list_jobs, cluster_id, deadline)):
+                futures.append(future)
         return futures
 
     def _list_jobs(self, cluster_id: str, deadline: float) -> None:
@@ -457,11 +507,10 @@ class TargetPoller:
             if not self._claim(key):
                 continue
             slots -= 1
-            futures.append(
-                self._executor.submit(
-                    self._run_claimed, key, self._fetch_status, job.cluster_id, job.name, deadline
-                )
-            )
+            future = self._submit(key, self._fetch_status, job.cluster_id, job.name, deadline)
+            if future is None:
+                break
+            futures.append(future)
         return futures
 
     def _fetch_status(self, cluster_id: str, job_name: str, deadline: float) -> None:
@@ -551,12 +600,10 @@ class TargetPoller:
         futures = []
         for job in sorted(wanted, key=lambda j: j.history_at or float("-inf"))[: max(0, slots)]:
             key = ("history", job.cluster_id, job.name)
-            if self._claim(key):
-                futures.append(
-                    self._executor.submit(
-                        self._run_claimed, key, self._read_history, job.cluster_id, job.name, deadline
-                    )
-                )
+            if self._claim(key) and (
+                future := self._submit(key, self._read_history, job.cluster_id, job.name, deadline)
+            ):
+                futures.append(future)
         return futures
 
     def _read_history(self, cluster_id: str, job_name: str, deadline: float) -> None:

@@ -1,9 +1,15 @@
 """The running exporter: one poller per configured target, collections, snapshots, reloads.
 
 ``collect()`` refreshes the targets in parallel within a deadline; each target's refresh is a
-single flight, so concurrent scrapes (``/metrics`` and ``/probe`` alike) share one collection.
+single flight on a thread of its own, so concurrent scrapes (``/metrics`` and ``/probe`` alike)
+share one collection, and a scrape waiting for a hanging target holds no thread another target
+needs. At most :data:`MAX_WAITERS_PER_TARGET` scrapes wait for one target's collection; more
+concurrent ones are served what is known at once (they would get no fresher data by waiting).
 A ``projects`` target is a :class:`ProjectDiscovery` (one poller per discovered project) in
 place of a single poller.
+
+A reload keeps the API budget's buckets (what was spent stays spent; discovered projects draw from
+the same ones) and, when only the collection settings changed, each target's known state.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
+from typing import NamedTuple
 
+from cdm_exporter.api.endpoints import Policy
 from cdm_exporter.config import CollectionConfig, Config, TargetConfig
 from cdm_exporter.polling.budget import Budgets, budget_identity
 from cdm_exporter.polling.client_factory import (
@@ -27,13 +35,24 @@ from cdm_exporter.polling.poller import TargetPoller
 from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.state import TargetView
 from cdm_exporter.polling.telemetry import ApiTelemetry, TelemetrySnapshot
-from cdm_exporter.singleflight import FlightTimeout, SingleFlight
+from cdm_exporter.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
+
+#: scrapes that may wait for one target's collection at the same time
+MAX_WAITERS_PER_TARGET = 4
 
 
 class UnknownTarget(KeyError):
     """``/probe`` asked for a target name that is not configured."""
+
+
+class Readiness(NamedTuple):
+    """``/-/ready``'s answer: ``summary`` names no target; ``failing`` does, for those allowed to know."""
+
+    ok: bool
+    summary: str
+    failing: tuple[str, ...] = ()
 
 
 class _Target:
@@ -41,11 +60,20 @@ class _Target:
         self.poller = poller
         self.telemetry = telemetry
         self.flight: SingleFlight[None] = SingleFlight()
+        self.waiters = 0  # scrapes waiting for this target's collection (under Exporter._lock)
 
     def views(self) -> tuple[TargetView, ...]:
         if isinstance(self.poller, ProjectDiscovery):
             return self.poller.views()
         return (self.poller.view(),)
+
+    def adopt(self, old: _Target) -> None:
+        """Take over what ``old`` (the same target before a reload) knows."""
+        match self.poller, old.poller:  # equal targets: both discover projects, or neither
+            case ProjectDiscovery() as new, ProjectDiscovery() as known:
+                new.adopt(known)
+            case TargetPoller() as new, TargetPoller() as known:
+                new.adopt(known)
 
 
 class Exporter:
@@ -74,10 +102,7 @@ class Exporter:
         self._targets: dict[str, _Target] = {}
         self._collection: CollectionConfig | None = None
         self._budgets: Budgets | None = None
-        # one worker per target and concurrent scrape: a scrape joining another's collection waits
-        # in its worker, and must never queue the collection it waits for behind itself
-        # (threads are started only as needed)
-        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cdm-target")
+        self._closed = False
         self._durations: dict[str | None, float] = {}
         self.collections = 0  # completed collect() calls, for /-/ready and tests
         self.config = config
@@ -89,13 +114,18 @@ class Exporter:
         """Use ``config`` from now on; targets whose settings did not change keep their state."""
         with self._lock:
             same_collection = self._collection == config.collection
-            if not same_collection or self._budgets is None:
-                budget = config.collection.budget_per_minute
-                self._budgets = Budgets(
-                    {"job_status": budget.job_status, "common": budget.common},
-                    clock=self._mono,
-                    full_minute=self._one_shot,
-                )
+            budget = config.collection.budget_per_minute
+            per_minute: dict[Policy, int] = {"job_status": budget.job_status, "common": budget.common}
+            if self._budgets is None:
+                self._budgets = Budgets(per_minute, clock=self._mono, full_minute=self._one_shot)
+            elif not same_collection:
+                # the same buckets at the new rates: fresh ones would forget the last minute's calls
+                self._budgets.set_per_minute(per_minute)
+                if (
+                    self._collection is not None
+                    and self._collection.budget_scope != config.collection.budget_scope
+                ):
+                    self._budgets.rescope()
             old = self._targets
             new: dict[str, _Target] = {}
             for target in config.targets:
@@ -103,8 +133,14 @@ class Exporter:
                 if kept is not None and same_collection and kept.poller.target == target:
                     kept.poller.target = target  # equal, but may name its settings differently
                     new[target.name] = kept
+                    continue
+                if kept is not None and kept.poller.target == target:
+                    # only the collection settings changed: carry the state and the call counts over
+                    made = self._make_target(target, config.collection, self._budgets, kept.telemetry)
+                    made.adopt(kept)
                 else:
-                    new[target.name] = self._make_target(target, config.collection, self._budgets)
+                    made = self._make_target(target, config.collection, self._budgets)
+                new[target.name] = made
             closing = [t for name, t in old.items() if new.get(name) is not t]
             self._targets = new
             self._collection = config.collection
@@ -112,8 +148,14 @@ class Exporter:
         for gone in closing:
             gone.poller.close()
 
-    def _make_target(self, target: TargetConfig, collection: CollectionConfig, budgets: Budgets) -> _Target:
-        telemetry = ApiTelemetry()
+    def _make_target(
+        self,
+        target: TargetConfig,
+        collection: CollectionConfig,
+        budgets: Budgets,
+        telemetry: ApiTelemetry | None = None,
+    ) -> _Target:
+        telemetry = telemetry or ApiTelemetry()
         if target.projects is not None:
             discovery = ProjectDiscovery(
                 target,
@@ -164,18 +206,33 @@ class Exporter:
         started = self._mono()
         deadline = started + max(0.0, timeout)
         selected = self._select(targets)
-        futures = [self._pool.submit(self._refresh_one, t, deadline) for t in selected]
-        wait(futures, timeout=max(0.0, deadline - self._mono()))
-        with self._lock:
-            self._durations[None if targets is None else ",".join(targets)] = self._mono() - started
-            self.collections += 1
-
-    def _refresh_one(self, target: _Target, deadline: float) -> None:
+        waiting: list[tuple[_Target, Future[None]]] = []
+        for target in selected:
+            future = self._start_refresh(target, deadline)
+            with self._lock:
+                if future is None or target.waiters >= MAX_WAITERS_PER_TARGET:
+                    continue  # closed, or enough scrapes wait for it already: serve what is known
+                target.waiters += 1
+            waiting.append((target, future))
         try:
-            target.flight.do(lambda: target.poller.refresh(deadline), deadline - self._mono())
-        except FlightTimeout:
-            pass  # another scrape's collection outlives our deadline: serve what is known
-        except Exception:
+            wait([future for _, future in waiting], timeout=max(0.0, deadline - self._mono()))
+        finally:
+            with self._lock:
+                for target, _ in waiting:
+                    target.waiters -= 1
+                self._durations[None if targets is None else ",".join(targets)] = self._mono() - started
+                self.collections += 1
+
+    def _start_refresh(self, target: _Target, deadline: float) -> Future[None] | None:
+        if self._closed:
+            return None
+        return target.flight.start(lambda: self._refresh(target, deadline), name="cdm-refresh")
+
+    @staticmethod
+    def _refresh(target: _Target, deadline: float) -> None:
+        try:
+            target.poller.refresh(deadline)
+        except Exception:  # a bug in one target must not end the others' collection
             log.exception("collection failed", extra={"target": target.poller.target.name})
 
     def snapshot(self, targets: Sequence[str] | None = None) -> Snapshot:
@@ -191,19 +248,20 @@ class Exporter:
             ),
         )
 
-    def ready(self) -> tuple[bool, str]:
+    def ready(self) -> Readiness:
         """Ready when a collection ran and at least one target authenticated at its last call."""
         selected = self._select(None)
         if not selected:
-            return False, "no targets configured"
+            return Readiness(False, "no targets configured")
         states = {t.poller.target.name: t.poller.authenticated for t in selected}
+        failing = tuple(sorted(name for name, ok in states.items() if ok is False))
         if all(v is None for v in states.values()):
-            return False, "no target has authenticated yet"
+            return Readiness(False, "no target has authenticated yet")
         if not any(states.values()):
-            return False, "authentication failed for every target: " + ", ".join(sorted(states))
-        return True, "ready"
+            return Readiness(False, f"authentication failed for every target ({len(states)})", failing)
+        return Readiness(True, "ready", failing)
 
     def close(self) -> None:
+        self._closed = True
         for target in self._select(None):
             target.poller.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
