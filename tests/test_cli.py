@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,12 @@ import pytest
 import requests
 import yaml
 from click.testing import CliRunner
+from live_stack import run_job
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_server import free_port
 
 from cdm_exporter.cli import cli
 from cdm_exporter.simulator import Fault, Simulator, SimulatorSettings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(path: Path, sim: Simulator, **extra: object) -> Path:
@@ -134,6 +129,9 @@ def test_bad_web_config_exits_2_naming_the_key(tmp_path: Path, sim: Simulator) -
 
 
 def test_check_prints_the_jobs_and_exits_0_when_all_worked(tmp_path: Path, sim: Simulator) -> None:
+    first = sim.world.clusters()[0].id
+    sim.world.add_job(first, "cli_failed")
+    run_job(sim, first, "cli_failed", "FAILED", duration=1)  # at least one failed run to detail
     code, out, err = run_cli("check", "--config.file", str(write_config(tmp_path / "c.yml", sim)))
     assert code == 0, err
     assert "target sim" in out and ": up" in out
@@ -148,6 +146,7 @@ def test_check_prints_the_jobs_and_exits_0_when_all_worked(tmp_path: Path, sim: 
         for j in sim.world.jobs(c.id)
         if j.latest is not None and j.latest.status == "FAILED"
     ]
+    assert "cli_failed" in {job.name for _, job in failed}
     for cluster_name, job in failed:  # error details of failed runs are printed
         assert f"{cluster_name} / {job.name}: run" in out
         assert job.latest is not None and job.latest.error_summary
