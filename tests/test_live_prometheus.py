@@ -602,7 +602,7 @@ def test_every_scrape_succeeds_within_the_timeout(monitored: Monitored) -> None:
     """Over everything so far (faults included) Prometheus failed no scrape for anything the exporter
     did: no error answer, no exposition it refused. A scrape may time out on a loaded machine (the
     answer due 0.5 s before the 1 s timeout comes after it: test_faults and test_server pin the
-    deadline itself), but only a few."""
+    deadline itself), but not most of them."""
     prom = monitored.prom
     seconds = math.ceil(time.time() - monitored.started) + 5
     (up,) = prom.raw_samples(f'up{{job="{SCRAPE_JOB}"}}', seconds)
