@@ -338,6 +338,16 @@ class PrometheusServer:
             Series(dict(r["metric"]), [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]
         ]
 
+    def raw_samples(self, selector: str, seconds: float) -> list[Series]:
+        """The samples stored for ``selector`` over the last ``seconds``, as scraped (a range
+        vector selector asked as an instant query: no evaluation steps, one point a scrape)."""
+        data = self.api("query", {"query": f"{selector}[{round(seconds * 1000)}ms]"})
+        if data["resultType"] != "matrix":
+            raise PrometheusError(f"{selector!r} is not a plain series selector")
+        return [
+            Series(dict(r["metric"]), [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]
+        ]
+
     def label_values(self, label: str, match: str | None = None) -> list[str]:
         """/api/v1/label/<label>/values, as Grafana's label_values(match, label) asks it."""
         params = {"match[]": match} if match else None

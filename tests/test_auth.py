@@ -162,8 +162,9 @@ def test_password_token_renewed_before_expiry() -> None:
 
 
 def test_concurrent_callers_share_one_iam_request(sim: Simulator) -> None:
-    # a slow IAM answer makes sure all ten threads are waiting for a token at the same time
-    sim.add_fault(Fault(endpoint="iam_token", kind="delay", delay=0.4, count=1))
+    # a slow IAM answer makes sure all ten threads are waiting for a token at the same time (2 s: on
+    # a loaded machine, threads released by a barrier can start tenths of a second apart)
+    sim.add_fault(Fault(endpoint="iam_token", kind="delay", delay=2.0, count=1))
     before = _iam_calls(sim)
     failures: list[BaseException] = []
     barrier = threading.Barrier(10)
@@ -188,7 +189,8 @@ def test_concurrent_callers_share_one_iam_request(sim: Simulator) -> None:
 
 
 def test_concurrent_callers_share_one_iam_failure(sim: Simulator) -> None:
-    sim.add_fault(Fault(endpoint="iam_token", status=500, delay=0.4, count=1))
+    # slow, so that all five wait for it: a caller arriving after the failure would ask again
+    sim.add_fault(Fault(endpoint="iam_token", status=500, delay=2.0, count=1))
     before = _iam_calls(sim)
     auth = _password(sim)
     caught: list[BaseException] = []

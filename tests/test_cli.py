@@ -6,27 +6,28 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 from click.testing import CliRunner
+from exporter_stack import LATE, wait_until
+from live_stack import run_job
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_server import free_port
+from sim_targets import sim_target
 
 from cdm_exporter.cli import cli
+from cdm_exporter.cli.service import Service
+from cdm_exporter.config import Config
 from cdm_exporter.simulator import Fault, Simulator, SimulatorSettings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(path: Path, sim: Simulator, **extra: object) -> Path:
@@ -135,6 +136,9 @@ def test_bad_web_config_exits_2_naming_the_key(tmp_path: Path, sim: Simulator) -
 
 
 def test_check_prints_the_jobs_and_exits_0_when_all_worked(tmp_path: Path, sim: Simulator) -> None:
+    first = sim.world.clusters()[0].id
+    sim.world.add_job(first, "cli_failed")
+    run_job(sim, first, "cli_failed", "FAILED", duration=1)  # at least one failed run to detail
     code, out, err = run_cli("check", "--config.file", str(write_config(tmp_path / "c.yml", sim)))
     assert code == 0, err
     assert "target sim" in out and ": up" in out
@@ -149,6 +153,7 @@ def test_check_prints_the_jobs_and_exits_0_when_all_worked(tmp_path: Path, sim: 
         for j in sim.world.jobs(c.id)
         if j.latest is not None and j.latest.status == "FAILED"
     ]
+    assert "cli_failed" in {job.name for _, job in failed}
     for cluster_name, job in failed:  # error details of failed runs are printed
         assert f"{cluster_name} / {job.name}: run" in out
         assert job.latest is not None and job.latest.error_summary
@@ -185,20 +190,37 @@ def test_check_escapes_terminal_control_characters_from_the_api(tmp_path: Path, 
 # --- serve and demo as processes -------------------------------------------------------------------
 
 
-def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "cdm_exporter", *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@dataclass
+class Spawned:
+    """A ``cdm_exporter`` process whose output goes to files: a pipe nobody reads until the process
+    stops fills up with log lines (a failed run's is kilobytes) and blocks the process."""
+
+    process: subprocess.Popen[str]
+    out: Path
+    err: Path
+
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
 
 
-def stop(process: subprocess.Popen[str]) -> tuple[int, str, str]:
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=20)
-    return process.returncode, out, err
+def spawn(directory: Path, *args: str, env: dict[str, str] | None = None) -> Spawned:
+    out, err = directory / "stdout", directory / "stderr"
+    with out.open("w") as out_file, err.open("w") as err_file:  # the child has its own copies
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cdm_exporter", *args],
+            env={**os.environ, **(env or {})},
+            stdout=out_file,
+            stderr=err_file,
+            text=True,
+        )
+    return Spawned(process, out, err)
+
+
+def stop(spawned: Spawned) -> tuple[int, str, str]:
+    """SIGTERM; the exit code and output once the process ended."""
+    spawned.send_signal(signal.SIGTERM)
+    code = spawned.process.wait(timeout=30)
+    return code, spawned.out.read_text(), spawned.err.read_text()
 
 
 def test_serve_from_environment_only_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -206,6 +228,7 @@ def test_serve_from_environment_only_reloads_on_sighup_and_stops_on_sigterm(tmp_
         port = free_port()
         region_var = "HUAWEICLOUD_SDK_REGION_CDM_" + aksk_sim.settings.region.upper().replace("-", "_")
         process = spawn(
+            tmp_path,
             "serve",
             env={
                 "CDM_EXPORTER_WEB_LISTEN_ADDRESS": f"127.0.0.1:{port}",  # the env twin of the flag
@@ -231,10 +254,49 @@ def test_serve_from_environment_only_reloads_on_sighup_and_stops_on_sigterm(tmp_
     assert aksk_sim.settings.secret_key not in err
 
 
+def test_a_signal_handed_to_another_thread_still_stops_the_service(sim: Simulator) -> None:
+    """The kernel hands a process signal to any thread that does not block it, and serve has many.
+    The main thread, waiting to stop, must still run the handler soon: waiting without a timeout,
+    it once never did, and the process ignored SIGTERM (and SIGHUP) until something else woke it."""
+    service = Service(Config(targets=(sim_target(sim),)))
+    service.start("127.0.0.1:0")
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    bystander_waits = threading.Event()
+    bystander = threading.Thread(target=bystander_waits.wait, name="bystander", daemon=True)
+    bystander.start()
+    fell_back: list[bool] = []
+
+    def fall_back() -> None:  # wakes the main thread the other way, so that a failure does not hang
+        fell_back.append(True)
+        service.stop()
+
+    def hand_sigterm_to_the_bystander() -> None:
+        # the default SIGTERM handler would end pytest: only once the service's is installed
+        wait_until(lambda: signal.getsignal(signal.SIGTERM) != saved[signal.SIGTERM], LATE, "no handler")
+        assert bystander.ident is not None
+        signal.pthread_kill(bystander.ident, signal.SIGTERM)
+
+    fallback = threading.Timer(LATE, fall_back)
+    sender = threading.Thread(target=hand_sigterm_to_the_bystander)
+    try:
+        fallback.start()
+        sender.start()
+        service.run_until_stopped()  # here, in the main thread, as the command runs it
+    finally:
+        fallback.cancel()
+        sender.join(LATE)
+        bystander_waits.set()
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    assert fell_back == [], "the SIGTERM was not handled until something else woke the main thread"
+
+
 def test_serve_reloads_its_config_file_on_sighup(tmp_path: Path, sim: Simulator) -> None:
     path = write_config(tmp_path / "c.yml", sim)
     port = free_port()
-    process = spawn("serve", "--config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}")
+    process = spawn(
+        tmp_path, "serve", "--config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}"
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/-/ready")
         data = yaml.safe_load(path.read_text())
@@ -248,9 +310,9 @@ def test_serve_reloads_its_config_file_on_sighup(tmp_path: Path, sim: Simulator)
     assert "configuration reloaded" in err
 
 
-def test_demo_is_lively_within_40_seconds() -> None:
+def test_demo_is_lively_within_40_seconds(tmp_path: Path) -> None:
     port = free_port()
-    process = spawn("demo", "--web.listen-address", f"127.0.0.1:{port}")
+    process = spawn(tmp_path, "demo", "--web.listen-address", f"127.0.0.1:{port}")
     try:
         wanted = {"RUNNING", "SUCCEEDED", "FAILED"}
         text = wait_for(
@@ -293,6 +355,7 @@ def test_serve_logs_each_failed_run_once_with_its_summary_and_no_stack_trace(
 ) -> None:
     port = free_port()
     process = spawn(
+        tmp_path,
         "serve",
         "--config.file",
         str(write_config(tmp_path / "c.yml", sim)),
@@ -331,7 +394,9 @@ def test_serve_does_not_send_a_refused_signature_again_at_every_scrape(tmp_path:
         path = tmp_path / "c.yml"
         path.write_text(yaml.safe_dump({"targets": [target]}))
         port = free_port()
-        process = spawn("serve", "--config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}")
+        process = spawn(
+            tmp_path, "serve", "--config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}"
+        )
         try:
             url = f"http://127.0.0.1:{port}/metrics"
             down = f'cdm_up{{project_id="{settings.project_id}",region="{settings.region}"}} 0.0'

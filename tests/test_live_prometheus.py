@@ -40,6 +40,7 @@ import yaml
 from live_stack import (
     SCRAPE_JOB,
     LiveStack,
+    StackError,
     fast_alert_rules,
     grafana_regex,
     job_list_entry,
@@ -149,8 +150,6 @@ class Monitored:
     stack: LiveStack
     jobs: KnownJobs
     started: float  # wall time the exporter started: state older than this it saw from the start
-    ended: dict[str, RunView]  # runs of the STARVED_* jobs, ended once the exporter saw them run
-    ended_at: float  # wall time they ended
 
     @property
     def prom(self) -> PrometheusServer:
@@ -221,20 +220,44 @@ def add_known_jobs(sim: Simulator) -> KnownJobs:
     return KnownJobs(cluster, running, succeeded, earlier_success, failed)
 
 
-def end_runs_once_seen_running(prom: PrometheusServer, sim: Simulator, cluster_id: str) -> dict[str, RunView]:
-    """End the runs of STARVED_FAILS (FAILED) and STARVED_SUCCEEDS (SUCCEEDED) once Prometheus shows
-    both RUNNING; returns the ended runs."""
-    ended: dict[str, RunView] = {}
+def end_runs_unseen(monitored: Monitored) -> dict[str, RunView]:
+    """End the runs of STARVED_FAILS (FAILED) and STARVED_SUCCEEDS (SUCCEEDED), once Prometheus shows
+    both RUNNING, so that the exporter learns it from its job list, not from a status fetch: their
+    status calls fail from just before the end until the exporter's list shows it (a fetch in between
+    would show how they ended, whatever the exporter does after the list). Returns the ended runs."""
+    prom, sim, cluster_id = monitored.prom, monitored.sim, monitored.jobs.cluster.id
     outcomes = {STARVED_FAILS: "FAILED", STARVED_SUCCEEDS: "SUCCEEDED"}
     for name in outcomes:
         prom.wait_for_query(f'cdm_job_status{{job_name="{name}", status="RUNNING"}} == 1')
-    for name, outcome in outcomes.items():
-        sim.world.finish_run(cluster_id, name, outcome)
-        run = sim.world.job(cluster_id, name).latest
-        assert run is not None
-        assert run.status == outcome
-        ended[name] = run
+    faults = [sim.add_fault(Fault(endpoint="job_status", job_name=name, status=503)) for name in outcomes]
+    try:
+        ended: dict[str, RunView] = {}
+        for name, outcome in outcomes.items():
+            sim.world.finish_run(cluster_id, name, outcome)
+            run = sim.world.job(cluster_id, name).latest
+            assert run is not None
+            assert run.status == outcome
+            ended[name] = run
+        wait_until(
+            lambda: True if list_shows(monitored, outcomes) else None,
+            2 * JOB_LIST_INTERVAL + 10,
+            lambda: "the exporter's job list to show the runs ended",
+        )
+    finally:
+        for fault in faults:
+            sim.remove_fault(fault)
     return ended
+
+
+def list_shows(monitored: Monitored, statuses: Mapping[str, str]) -> bool:
+    """Whether the exporter's last job list (not a status it fetched) gives these jobs these statuses."""
+    listed = {
+        job.name: job.summary.status
+        for target in monitored.stack.service.exporter.snapshot().targets
+        for cluster in target.clusters
+        for job in cluster.jobs
+    }
+    return all(listed.get(name) == status for name, status in statuses.items())
 
 
 @pytest.fixture(scope="module")
@@ -249,9 +272,7 @@ def monitored() -> Iterator[Monitored]:
         # found by account-wide discovery, so that its series are exported too
         with live_stack(sim, RULE_FILES, collection=collection, discovery=True) as stack:
             stack.prometheus.wait_for_target_up(SCRAPE_JOB)
-            # ended now and checked by the module's last test, which then needs no wait of its own
-            ended = end_runs_once_seen_running(stack.prometheus, sim, jobs.cluster.id)
-            yield Monitored(stack, jobs, started, ended, time.time())
+            yield Monitored(stack, jobs, started)
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -323,6 +344,23 @@ def run_query(prom: PrometheusServer, query: DashboardQuery, expr: str, now: flo
     if query.instant:
         return len(prom.query(expr, at=now))
     return len(prom.query_range(expr, now - 60, now, 2))
+
+
+#: The ``code`` of a call that got no complete answer. A call still unanswered at the scrape deadline
+#: (0.5 s here) is cut and counted so; on a loaded machine that happens with no fault at all, so only
+#: the series of HTTP answers say whether the API failed.
+NO_ANSWER = "error"
+
+
+def api_error_series(prom: PrometheusServer, selection: Mapping[str, str]) -> set[tuple[str, str]]:
+    """(endpoint, code) of every series the API error panel shows for the last minute."""
+    now = time.time()
+    return {
+        (s.labels.get("endpoint", ""), s.labels.get("code", ""))
+        for q in panel_queries()
+        if q.title in NEEDS_API_ERRORS
+        for s in prom.query_range(resolve_variables(q.expr, selection), now - 60, now, 2)
+    }
 
 
 # --- issue 3: job status, progress and counters as PromQL sees them ----------------------------------
@@ -514,11 +552,12 @@ def test_every_dashboard_query_returns_data(monitored: Monitored) -> None:
     # rates need two scrapes and the recording rules an evaluation: poll until every query has data
     wait_until(lambda: None if empty() else True, 30, lambda: "data for:\n" + "\n".join(empty()))
 
-    # in a healthy project the exporter gets no API errors: the error panel is empty until faults
-    errors = [q for q in queries if q.title in NEEDS_API_ERRORS]
-    now = time.time()
-    for q in errors:
-        assert run_query(prom, q, resolve_variables(q.expr, selections(monitored)["All"]), now) == 0, q.expr
+    # in a healthy project the API answers no errors: the error panel shows none until faults (at
+    # most calls the scrape deadline cut, on a loaded machine)
+    answered = {
+        series for series in api_error_series(prom, selections(monitored)["All"]) if series[1] != NO_ANSWER
+    }
+    assert answered == set()
 
 
 def test_api_errors_show_on_the_dashboard(monitored: Monitored) -> None:
@@ -527,47 +566,56 @@ def test_api_errors_show_on_the_dashboard(monitored: Monitored) -> None:
     prom, sim = monitored.prom, monitored.sim
     healthy, broken = sim.world.clusters()[:2]
     every = selections(monitored)["All"]
-    errors = [q for q in panel_queries() if q.title in NEEDS_API_ERRORS]
-    assert errors
+    injected = {("job_status", "429"), ("list_jobs", "500")}
     job_lists_stat = panel_query("Exporter health", "C")
     job_lists_timeline = panel_query("Cluster job lists reachable (cdm_cluster_up)")
+    only_healthy = every | {"cluster": grafana_regex([healthy.name])}
+    expected_lists = {c.name: 0.0 if c.id == broken.id else 1.0 for c in sim.world.clusters()}
     try:
         sim.add_fault(Fault(endpoint="job_status", status=429))
         sim.add_fault(Fault(endpoint="list_jobs", cluster_id=broken.id, status=500))
 
         def error_series() -> set[tuple[str, str]] | None:
-            now = time.time()
-            found = {
-                (s.labels.get("endpoint", ""), s.labels.get("code", ""))
-                for q in errors
-                for s in prom.query_range(resolve_variables(q.expr, every), now - 60, now, 2)
-            }
-            return found if {("job_status", "429"), ("list_jobs", "500")} <= found else None
+            found = api_error_series(prom, every)
+            return found if injected <= found else None
 
-        found = prom.wait_for(error_series, 40, lambda: "429 and 500 in the API error panel")
-        assert found == {("job_status", "429"), ("list_jobs", "500")}, found
+        found = prom.wait_for(error_series, 40, lambda: f"{injected} in the API error panel")
+        # each answer under its own endpoint and code (calls cut at the deadline aside: NO_ANSWER)
+        assert {series for series in found if series[1] != NO_ANSWER} == injected, found
         # the broken cluster's job list is DOWN: in the health stat with All selected, not with only
-        # a healthy cluster selected, and in the job list timeline
+        # a healthy cluster selected, and in the job list timeline. A healthy cluster's list cut at the
+        # deadline reads DOWN until its next list, so these are waited for, not read once.
         prom.wait_for_query(resolve_variables(job_lists_stat.expr, every) + " == 0")
-        only_healthy = every | {"cluster": grafana_regex([healthy.name])}
-        assert [s.value for s in prom.query(resolve_variables(job_lists_stat.expr, only_healthy))] == [1]
-        latest = {s.labels["cluster_name"]: s.value for s in prom.query(job_lists_timeline.substituted())}
-        assert latest == {c.name: 0 if c.id == broken.id else 1 for c in sim.world.clusters()}
+        prom.wait_for_query(resolve_variables(job_lists_stat.expr, only_healthy) + " == 1")
+
+        def job_lists() -> dict[str, float]:
+            return {s.labels["cluster_name"]: s.value for s in prom.query(job_lists_timeline.substituted())}
+
+        prom.wait_for(
+            lambda: True if job_lists() == expected_lists else None,
+            30,
+            lambda: f"job lists {expected_lists}, not {job_lists()}",
+        )
     finally:
         sim.clear_faults()
 
 
 def test_every_scrape_succeeds_within_the_timeout(monitored: Monitored) -> None:
-    """Over everything so far (faults included) Prometheus never failed a scrape: the exporter always
-    answered within the 1 s scrape timeout it announces."""
+    """Over everything so far (faults included) Prometheus failed no scrape for anything the exporter
+    did: no error answer, no exposition it refused. A scrape may time out on a loaded machine (the
+    answer due 0.5 s before the 1 s timeout comes after it: test_faults and test_server pin the
+    deadline itself), but not most of them."""
     prom = monitored.prom
-    window = f"{math.ceil(time.time() - monitored.started) + 5}s"
-    (scrapes,) = prom.query(f'count_over_time(up{{job="{SCRAPE_JOB}"}}[{window}])')
-    assert scrapes.value >= 10
-    (worst,) = prom.query(f'min_over_time(up{{job="{SCRAPE_JOB}"}}[{window}])')
-    assert worst.value == 1
-    (slowest,) = prom.query(f'max_over_time(scrape_duration_seconds{{job="{SCRAPE_JOB}"}}[{window}])')
-    assert slowest.value < 1.0
+    seconds = math.ceil(time.time() - monitored.started) + 5
+    (up,) = prom.raw_samples(f'up{{job="{SCRAPE_JOB}"}}', seconds)
+    (took,) = prom.raw_samples(f'scrape_duration_seconds{{job="{SCRAPE_JOB}"}}', seconds)
+    assert len(up.points) >= 10
+    durations = dict(took.points)  # both series have a point per scrape, at the scrape's time
+    failed = {at: durations.get(at) for at, value in up.points if value == 0}
+    timeout = prom.scrape_interval  # the harness' scrape timeout
+    not_timed_out = {at: d for at, d in failed.items() if d is None or d < 0.9 * timeout}
+    assert not_timed_out == {}, "scrapes that failed before the timeout (seconds taken, by time)"
+    assert len(failed) <= len(up.points) / 2, f"{len(failed)} of {len(up.points)} scrapes timed out"
 
 
 def rule_documents() -> list[dict[str, Any]]:
@@ -663,12 +711,17 @@ def firing(prom: PrometheusServer, name: str, **labels: str) -> list[Alert]:
     ]
 
 
-def wait_until_resolved(prom: PrometheusServer, name: str) -> None:
-    prom.wait_for(
-        lambda: True if not any(a.name == name for a in prom.alerts()) else None,
-        30,
-        lambda: f"{name} to resolve: {prom.alerts()}",
-    )
+def wait_until_resolved(prom: PrometheusServer, name: str, **labels: str) -> None:
+    """Poll until no alert ``name`` with these labels is pending or firing."""
+
+    def resolved() -> bool | None:
+        return (
+            None
+            if any(a.name == name and labels.items() <= a.labels.items() for a in prom.alerts())
+            else True
+        )
+
+    prom.wait_for(resolved, 30, lambda: f"{name} {labels} to resolve: {prom.alerts()}")
 
 
 def test_failed_job_fires_cdm_job_failed(alerting: Alerting) -> None:
@@ -738,8 +791,10 @@ def test_broken_api_fires_cdm_exporter_api_down(alerting: Alerting, fault: Fault
     prom, sim = alerting.prom, alerting.stack.sim
     settings = sim.settings
     project = {"project_id": settings.project_id, "region": settings.region}
+    # not firing before the fault (a cluster list cut at the deadline on a loaded machine fires it
+    # for a moment, with for: 0s)
     prom.wait_for_query("cdm_up == 1")
-    assert firing(prom, "CdmExporterApiDown") == []
+    wait_until_resolved(prom, "CdmExporterApiDown", **project)
     fault_id = sim.add_fault(fault)
     try:
         (alert,) = prom.wait_for(
@@ -753,7 +808,7 @@ def test_broken_api_fires_cdm_exporter_api_down(alerting: Alerting, fault: Fault
     assert settings.project_id in alert.annotations["summary"]
     # the API works again: cdm_up returns to 1 and the alert resolves
     prom.wait_for_query("cdm_up == 1")
-    wait_until_resolved(prom, "CdmExporterApiDown")
+    wait_until_resolved(prom, "CdmExporterApiDown", **project)
 
 
 def test_stopped_cluster_fires_cluster_alerts(alerting: Alerting) -> None:
@@ -783,23 +838,27 @@ def test_stopped_cluster_fires_cluster_alerts(alerting: Alerting) -> None:
         assert prom.query(stat.substituted(grafana_regex([alerting.cluster.name])))[0].value == 0
     finally:
         sim.world.set_cluster_status(other.id, "200")
-    wait_until_resolved(prom, "CdmClusterNotNormal")
-    wait_until_resolved(prom, "CdmClusterUnreachable")
+    wait_until_resolved(prom, "CdmClusterNotNormal", **cluster)
+    wait_until_resolved(prom, "CdmClusterUnreachable", **cluster)
 
 
 def test_unreachable_exporter_fires_cdm_exporter_down(alerting: Alerting) -> None:
+    """The scrape job whose target never answers fires CdmExporterDown. (With for: 0s, a scrape of
+    the live exporter that timed out on a loaded machine fires one too, for a moment.)"""
     prom = alerting.prom
+    gone = {"job": GONE_SCRAPE_JOB}
     (alert,) = prom.wait_for(
-        lambda: firing(prom, "CdmExporterDown") or None, 30, lambda: f"CdmExporterDown: {prom.alerts()}"
+        lambda: firing(prom, "CdmExporterDown", **gone) or None,
+        30,
+        lambda: f"CdmExporterDown: {prom.alerts()}",
     )
-    assert alert.labels["job"] == GONE_SCRAPE_JOB
     assert alert.labels["severity"] == "critical"
     # the dashboard's health stat is DOWN for the scrape as a whole
     health = panel_query("Exporter health", "A")
     assert prom.query(health.substituted())[0].value == 0
 
 
-# --- last: needs the STARVED_* runs to have ended a while ago ----------------------------------------
+# --- last: its API faults would show in the error panel ---------------------------------------------
 
 
 def test_runs_that_end_while_others_run_are_fetched(monitored: Monitored) -> None:
@@ -810,17 +869,16 @@ def test_runs_that_end_while_others_run_are_fetched(monitored: Monitored) -> Non
     project take every call. When a run ends, the next job list makes the status fetched while it ran
     stale (cdm_job_error_info, cdm_job_progress_ratio, cdm_job_submission_id and the run's own counters
     go away), and the job, no longer running, waits behind the running ones for ever. The error summary
-    never shows (CdmJobFailed says "none reported"); the last success shows only when a fetch happened
-    to fall between the run's end and the next job list. The runs ended in the fixture.
+    never shows (CdmJobFailed says "none reported"), nor the last success. (A fetch between the run's
+    end and the next job list would show both: end_runs_unseen rules that out.)
     """
     prom = monitored.prom
-    failed, succeeded = monitored.ended[STARVED_FAILS], monitored.ended[STARVED_SUCCEEDS]
+    ended = end_runs_unseen(monitored)
+    listed_at = time.time()  # the exporter's job list shows the runs ended, and no fetch did
+    failed, succeeded = ended[STARVED_FAILS], ended[STARVED_SUCCEEDS]
     assert failed.error_summary
     assert succeeded.end is not None
     summary, end = failed.error_summary[:ERROR_SUMMARY_MAX], succeeded.end
-    # the job list shows how they ended: this part works, and is no reason for the expected failure
-    prom.wait_for_query(f'cdm_job_status{{job_name="{STARVED_FAILS}", status="FAILED"}} == 1')
-    prom.wait_for_query(f'cdm_job_status{{job_name="{STARVED_SUCCEEDS}", status="SUCCEEDED"}} == 1')
 
     def missing() -> list[str]:
         problems = []
@@ -834,16 +892,22 @@ def test_runs_that_end_while_others_run_are_fetched(monitored: Monitored) -> Non
             )
         return problems
 
-    # What counts is the state after the next job list: a status fetched just before it, while the
-    # exporter still listed the job as running, is made stale by it. 10 s more are ~16 status calls of
-    # budget, plenty to fetch two jobs. Run last in the module, this usually needs no waiting.
-    after_list = monitored.ended_at + JOB_LIST_INTERVAL + 2
-    deadline = after_list + 10
-    while time.time() < after_list or missing():
-        if time.time() >= deadline:
-            running = prom.query('count(cdm_job_status{status=~"BOOTING|RUNNING|PENDING"} == 1)')
-            raise StarvedJob(
-                f"{time.time() - monitored.ended_at:.0f} s after the runs ended, with "
-                f"{running[0].value if running else 0:g} jobs running: " + "; ".join(missing())
-            )
-        time.sleep(0.5)
+    def fetched() -> bool | None:
+        scraped = prom.query(f'timestamp(up{{job="{SCRAPE_JOB}"}})')
+        return True if scraped and scraped[0].value > listed_at and not missing() else None
+
+    # the job list shows how they ended: this part works, and is no reason for the expected failure
+    prom.wait_for_query(f'cdm_job_status{{job_name="{STARVED_FAILS}", status="FAILED"}} == 1')
+    prom.wait_for_query(f'cdm_job_status{{job_name="{STARVED_SUCCEEDS}", status="SUCCEEDED"}} == 1')
+    # from the list on, a scrape must show the error summary and last success: the reserve fetches one
+    # a collection, and 30 s are ~50 status calls of budget, plenty to fetch two jobs even on a loaded
+    # machine, where many calls are cut at the 0.5 s deadline (without the reserve, the running jobs
+    # take every call however long one waits)
+    try:
+        wait_until(fetched, 30, lambda: "; ".join(missing()))
+    except StackError as error:
+        running = prom.query('count(cdm_job_status{status=~"BOOTING|RUNNING|PENDING"} == 1)')
+        raise StarvedJob(
+            f"{time.time() - listed_at:.0f} s after the job list showed the runs ended, with "
+            f"{running[0].value if running else 0:g} jobs running: " + "; ".join(missing())
+        ) from error

@@ -35,6 +35,7 @@ import pytest
 import requests
 import yaml
 from exporter_stack import ExporterServer, Exposition, scrape, wait_until
+from prometheus_server import free_port
 from sim_targets import sim_target
 from tls_certs import TLSCerts, make_tls_certs, openssl_available
 
@@ -225,12 +226,6 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     drop = ("CDM_EXPORTER_", "HUAWEICLOUD_SDK_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy")
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(drop)}
     return {**env, **(extra or {})}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ServeProcess:

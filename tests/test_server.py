@@ -7,23 +7,24 @@ import logging
 import signal
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from wsgiref.util import setup_testing_defaults
 
 import pytest
 import requests
 import yaml
+from exporter_stack import LATE, TIMEOUT_HEADER, scrape, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import promtool_check_metrics, require_prometheus_tools
 from sim_targets import sim_target
 
 from cdm_exporter.cli.service import Service
-from cdm_exporter.config import CollectionConfig, Config, Secret, TokenAuthConfig, load_config
+from cdm_exporter.config import CollectionConfig, Config, Secret, TargetConfig, TokenAuthConfig, load_config
 from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.simulator import Fault, Simulator, SimulatorSettings
-from cdm_exporter.web.app import MAX_SCRAPE_SECONDS, ExporterApp, accepts_gzip
+from cdm_exporter.web.app import MAX_SCRAPE_SECONDS, MIN_SCRAPE_SECONDS, ExporterApp, accepts_gzip
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -59,13 +60,12 @@ def serve() -> Iterator[Callable[..., tuple[Service, str]]]:
         service.stop()
 
 
-def wait_ready(base: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if requests.get(f"{base}/-/ready", timeout=5).status_code == 200:
-            return
-        time.sleep(0.05)
-    raise AssertionError("exporter never became ready")
+def wait_ready(base: str, timeout: float = 30.0) -> None:
+    wait_until(
+        lambda: requests.get(f"{base}/-/ready", timeout=5).status_code == 200,
+        timeout,
+        "exporter never became ready",
+    )
 
 
 def test_metrics_landing_health_and_readiness(
@@ -146,48 +146,106 @@ def test_probe_serves_one_target_and_refuses_unknown_ones(
     assert requests.get(f"{base}/probe", timeout=5).status_code == 400
 
 
+#: how long the slow calls of these tests wait, and their read and default scrape timeouts: an
+#: answer after LATE (well before this) shows that none of them was waited for
+LONG = 60.0
+
+
 def test_a_short_scrape_timeout_is_answered_in_time(
     sim: Simulator, serve: Callable[..., tuple[Service, str]]
 ) -> None:
-    _, base = serve(Config(targets=(sim_target(sim),), collection=CollectionConfig(job_list_interval=0.0)))
+    """Status calls that take a minute are cut at the deadline of a 1.5 s scrape; what is known
+    is served. (``test_the_announced_timeout_less_the_offset_is_the_deadline`` pins the deadline.)"""
+    collection = CollectionConfig(job_list_interval=0.0, read_timeout=LONG, default_scrape_timeout=LONG)
+    _, base = serve(Config(targets=(sim_target(sim),), collection=collection))
     wait_ready(base)
-    sim.add_fault(Fault(endpoint="job_status", kind="delay", delay=8.0))
-    started = time.monotonic()
-    response = requests.get(
-        f"{base}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}, timeout=15
-    )
-    elapsed = time.monotonic() - started
-    assert response.status_code == 200
-    assert elapsed < 1.5, f"answered after {elapsed:.2f} s, past the 1.5 s scrape timeout"
+    sim.add_fault(Fault(endpoint="job_status", kind="delay", delay=LONG))
+    response = scrape(f"{base}/metrics", 1.5)
+    assert response.status == 200
+    assert response.elapsed < LATE, f"answered after {response.elapsed:.2f} s: it waited for the API"
     # what is known is still served
-    assert value(response.text, "cdm_up", project_id=sim.settings.project_id, region=sim.settings.region) == 1
-    assert "cdm_job_status{" in response.text
+    assert value(response.body, "cdm_up", project_id=sim.settings.project_id, region=sim.settings.region) == 1
+    assert "cdm_job_status{" in response.body
+
+
+class _RecordingExporter(Exporter):
+    """Records the timeout of each collection instead of collecting."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.timeouts: list[float] = []
+
+    def collect(self, timeout: float, targets: Sequence[str] | None = None) -> None:
+        self.timeouts.append(timeout)
+
+
+@pytest.mark.parametrize(
+    ("announced", "deadline"),
+    [
+        ("1.5", 1.0),
+        ("30", 29.5),
+        (None, 9.5),  # no header: default_scrape_timeout
+        ("soon", 9.5),  # unreadable: as if none
+        ("0.2", MIN_SCRAPE_SECONDS),
+        ("100000", MAX_SCRAPE_SECONDS),
+    ],
+)
+def test_the_announced_timeout_less_the_offset_is_the_deadline(
+    announced: str | None, deadline: float
+) -> None:
+    """The deadline of a collection to the millisecond, which no timing of a real scrape can
+    show on a loaded machine: defaults 10 s and 0.5 s offset."""
+    target = TargetConfig(
+        name="t",
+        region="cn-north-4",
+        project_id="0123456789abcdef0123456789abcdef",
+        endpoint="http://127.0.0.1:9",
+        iam_endpoint="http://127.0.0.1:9",
+        auth=TokenAuthConfig(Secret("token")),
+    )
+    exporter = _RecordingExporter(Config(targets=(target,)))
+    environ: dict[str, Any] = {"PATH_INFO": "/metrics"}
+    if announced is not None:
+        environ["HTTP_" + TIMEOUT_HEADER.upper().replace("-", "_")] = announced
+    setup_testing_defaults(environ)
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> Any:
+        statuses.append(status)
+
+    try:
+        ExporterApp(exporter, process_metrics=False)(environ, start_response)
+    finally:
+        exporter.close()
+    assert statuses == ["200 OK"]
+    assert exporter.timeouts == [pytest.approx(deadline)]
 
 
 def test_five_concurrent_scrapes_share_one_collection(
     sim: Simulator, serve: Callable[..., tuple[Service, str]]
 ) -> None:
+    """Four scrapes arriving while a first one's collection waits for a 5 s cluster list join it."""
     service, base = serve(
         Config(targets=(sim_target(sim),), collection=CollectionConfig(discovery_interval=0.0))
     )
     wait_ready(base)
-    deadline = time.monotonic() + 10  # the warm-up collection must be over, or the scrapes join it
-    while service.exporter.collections < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    sim.add_fault(Fault(endpoint="list_clusters", kind="delay", delay=1.0))
+    # the warm-up collection must be over, or the scrapes join it
+    wait_until(lambda: service.exporter.collections >= 1, LATE, "the warm-up collection never ended")
+    sim.add_fault(Fault(endpoint="list_clusters", kind="delay", delay=5.0))
     before = sim.stats.count("list_clusters")
-    barrier = threading.Barrier(5)
     codes: list[int] = []
 
-    def scrape() -> None:
-        barrier.wait()
-        codes.append(requests.get(f"{base}/metrics", timeout=15).status_code)
+    def one_scrape() -> None:
+        codes.append(requests.get(f"{base}/metrics", timeout=30).status_code)
 
-    threads = [threading.Thread(target=scrape) for _ in range(5)]
-    for thread in threads:
+    threads = [threading.Thread(target=one_scrape) for _ in range(5)]
+    threads[0].start()
+    # the first scrape leads: its cluster list is under way for 5 s; the other four join it
+    wait_until(lambda: sim.stats.count("list_clusters") > before, LATE, "the first scrape never collected")
+    for thread in threads[1:]:
         thread.start()
     for thread in threads:
-        thread.join(20)
+        thread.join(40)
     assert codes == [200] * 5
     # discovery_interval 0 makes every collection list clusters: one call means one collection
     assert sim.stats.count("list_clusters") - before == 1
@@ -232,9 +290,7 @@ def test_head_answers_headers_only_and_spends_no_api_call(
         Config(targets=(sim_target(sim),), collection=CollectionConfig(discovery_interval=0))
     )
     wait_ready(base)
-    deadline = time.monotonic() + 10  # the warm-up collection must be over
-    while service.exporter.collections < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: service.exporter.collections >= 1, 30, "the warm-up collection never ended")
     collections = service.exporter.collections
     for path in ("/metrics", "/probe?target=sim"):
         with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=10) as sock:
@@ -331,11 +387,8 @@ def test_reloads_storming_while_scrapes_run_break_nothing(
     def scraper() -> None:
         with requests.Session() as session:
             while not stop.is_set():
-                started = time.monotonic()
-                status = session.get(
-                    f"{base}/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "2"}, timeout=30
-                ).status_code
-                scrapes.append((status, time.monotonic() - started))
+                result = scrape(f"{base}/metrics", 2.0, session=session)
+                scrapes.append((result.status, result.elapsed))
 
     threads = [threading.Thread(target=scraper) for _ in range(3)]
     for thread in threads:
@@ -349,7 +402,8 @@ def test_reloads_storming_while_scrapes_run_break_nothing(
                 service._on_hup(signal.SIGHUP, None)
             else:
                 assert service.reload()[0]
-            time.sleep(0.05)
+            done = len(scrapes)  # the next reload comes once a scrape ended since this one
+            wait_until(lambda: len(scrapes) > done, LATE, "no scrape ended after a reload")  # noqa: B023
     finally:
         stop.set()
         for thread in threads:
@@ -357,6 +411,6 @@ def test_reloads_storming_while_scrapes_run_break_nothing(
         sim.stop()
     assert scrapes and all(status == 200 for status, _ in scrapes)
     slowest = max(elapsed for _, elapsed in scrapes)
-    assert slowest < 2.0, f"a scrape took {slowest:.2f} s against its 2 s timeout"
+    assert slowest < LATE, f"a scrape took {slowest:.2f} s against its 2 s timeout"
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert errors == [], [r.getMessage() for r in errors]

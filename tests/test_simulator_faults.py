@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+from exporter_stack import LATE, simulator_threads, wait_until
 
 from cdm_exporter.simulator import Fault, FaultSpecError, Simulator
 from cdm_exporter.simulator.faults import DEFAULT_HUGE_SIZE
@@ -119,6 +120,7 @@ def test_delay_and_latency(make_simulator: Callable[..., Simulator]) -> None:
 
 
 def test_hang_times_out_the_client_and_stop_ends_it(make_simulator: Callable[..., Simulator]) -> None:
+    before = simulator_threads()
     sim = make_simulator()
     sim.add_fault(Fault(endpoint="list_jobs", kind="hang"))
     with pytest.raises(requests.exceptions.ReadTimeout):
@@ -134,14 +136,14 @@ def test_hang_times_out_the_client_and_stop_ends_it(make_simulator: Callable[...
 
     thread = threading.Thread(target=waiter)
     thread.start()
-    deadline = time.monotonic() + 5
-    while sim.stats.count("list_jobs") < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    started = time.monotonic()
+    wait_until(lambda: sim.stats.count("list_jobs") >= 2, LATE, "the second request never arrived")
+    handlers = simulator_threads() - before  # this simulator's, hanging one included
     sim.stop()
-    thread.join(5)
-    assert time.monotonic() - started < 2
+    thread.join(LATE)
+    # the hang ended with stop (its connection closed), well before the client's 30 s timeout, and
+    # stop ended the handler instead of giving up on it after its 5 s join timeout
     assert outcome == ["ConnectionError"]
+    assert not simulator_threads() & handlers
 
 
 def test_malformed_html_and_wrong_shape(simulator: Simulator) -> None:

@@ -17,6 +17,7 @@ from huaweicloudsdkcdm.v1 import (
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.http.http_config import HttpConfig
+from live_stack import run_job
 
 from cdm_exporter.simulator import Simulator, SimulatorSettings
 
@@ -71,7 +72,11 @@ def test_sdk_lists_jobs_of_every_type(sim: Simulator) -> None:
 def test_sdk_reads_status_and_history(sim: Simulator) -> None:
     cdm = client(sim)
     cid = sim.world.clusters()[0].id
+    for outcome in ("SUCCEEDED", "FAILED"):  # whatever the generated runs are doing now
+        sim.world.add_job(cid, f"sdk_{outcome.lower()}")
+        run_job(sim, cid, f"sdk_{outcome.lower()}", outcome, duration=1)
     ran = [j for j in sim.world.jobs(cid) if j.latest is not None]
+    seen = set()
     for job in ran:
         status = cdm.show_job_status(ShowJobStatusRequest(cluster_id=cid, job_name=job.name))
         (submission,) = status.submissions
@@ -88,6 +93,8 @@ def test_sdk_reads_status_and_history(sim: Simulator) -> None:
             assert submission.counters.org_apache_sqoop_submission_counter_sqoop_counters.rows_read >= 0
         if submission.status == "FAILED":
             assert submission.progress == -1 and submission.error_summary
+        seen.add(submission.status)
+    assert {"SUCCEEDED", "FAILED"} <= seen
     scheduled = next(j for j in ran if j.scheduled)
     history = cdm.show_submissions(ShowSubmissionsRequest(cluster_id=cid, jname=scheduled.name))
     assert history.total == sim.settings.history_size

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from exporter_stack import LATE, simulator_threads, wait_until
 
 from cdm_exporter.simulator import Simulator, SimulatorSettings
 
@@ -35,15 +35,19 @@ def test_fixture_is_fast_and_started(simulator: Simulator) -> None:
 
 
 def test_stop_closes_idle_keep_alive_connections() -> None:
+    before = simulator_threads()
     sim = Simulator(SimulatorSettings(clusters=1, jobs=1))
     sim.start()
     session = requests.Session()
     assert session.get(f"{sim.url}/_sim/", timeout=10).status_code == 200  # connection stays open
     host, port = "127.0.0.1", sim.port
     idle = socket.create_connection((host, port))
-    started = time.monotonic()
+    wait_until(lambda: len(simulator_threads() - before) >= 3, LATE, "a connection was not accepted")
+    handlers = simulator_threads() - before  # the server loop and both connections' handlers
     sim.stop()
-    assert time.monotonic() - started < 2
+    # the handlers ended because stop closed their connections: left waiting on idle clients, they
+    # would outlive stop's 5 s join of each
+    assert not simulator_threads() & handlers
     idle.settimeout(5)
     # Closed by the server: FIN once accepted, RST while still in the listen backlog.
     with contextlib.suppress(ConnectionResetError):

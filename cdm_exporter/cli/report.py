@@ -171,7 +171,7 @@ def _incomplete_lines(snapshot: Snapshot, status_budget: int, common_budget: int
         out += [
             "",
             f"GONE: {_plural(len(gone), 'job')} listed, then answered as not existing (deleted since "
-            "the job list was read; the next list drops them): "
+            "the job list was read, or a name the API cannot be asked for): "
             + ", ".join(_printable(job.name) for job in gone),
         ]
     if unlisted:

@@ -18,6 +18,11 @@ from cdm_exporter.web.http_server import HTTPServer
 
 log = logging.getLogger(__name__)
 
+#: How often the main thread, waiting to stop, runs the Python signal handlers. A signal the kernel
+#: delivers to another thread only marks the handler due; the main thread runs it when it next runs
+#: Python code, which an untimed wait never does (the process then ignored SIGTERM and SIGHUP).
+SIGNAL_CHECK_SECONDS = 0.5
+
 
 class Service:
     def __init__(
@@ -88,7 +93,8 @@ class Service:
     def run_until_stopped(self) -> None:
         """Block until SIGINT or SIGTERM (SIGHUP reloads), then stop; after ``start()``."""
         self._handle_signals()
-        self._stopped.wait()
+        while not self._stopped.wait(SIGNAL_CHECK_SECONDS):
+            pass
         self.stop()
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
