@@ -96,6 +96,9 @@ CONTRACT: dict[str, frozenset[str]] = {
     "cdm_exporter_build_info": frozenset({"version"}),
     # Added to the first version of the contract, for the dashboard.
     "cdm_api_budget_remaining": frozenset({"project_id", "region", "policy"}),
+    # The state store (file or Redis) and which replica polls.
+    "cdm_exporter_storage_up": frozenset(),
+    "cdm_exporter_leader": frozenset(),
 }
 TARGET_LABELS = frozenset({"instance", "job"})
 # Series Prometheus itself writes; None = any label.

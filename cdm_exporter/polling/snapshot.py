@@ -15,3 +15,5 @@ class Snapshot:
     targets: tuple[TargetView, ...]
     telemetry: TelemetrySnapshot
     scrape_duration: float | None
+    storage_up: bool | None = None  # None: no state store configured
+    leader: bool = True  # this process polls the API

@@ -2,6 +2,12 @@
 
 Job and cluster records are immutable and replaced whole on every update, so a scrape can take
 a consistent snapshot by copying references while the poller's worker threads keep writing.
+
+What a state store keeps (a file, or Redis shared by replicas) is made by :func:`job_record`,
+:func:`cluster_record` and :func:`target_record` from these classes, field by field
+(:mod:`cdm_exporter.polling.records`): a field added here is stored with no other change. Mark a
+field holding monotonic seconds ``metadata=MONOTONIC``, and one that must not be stored
+``metadata=TRANSIENT``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from cdm_exporter.api.models import (
 )
 from cdm_exporter.api.paging import JobListPaging
 from cdm_exporter.polling.history import HistoryScan
+from cdm_exporter.polling.records import MONOTONIC, TRANSIENT, Clocks, Record, from_record, to_record
 
 
 class JobInfo(NamedTuple):
@@ -53,7 +60,7 @@ class JobState:
     fetched_key: tuple[object, ...] | None = None  # summary.change_key when that fetch happened
     last_success: float | None = None  # end of the latest SUCCEEDED run known
     history_wanted: bool = False  # a run may have ended unseen: read the run history
-    history_at: float | None = None  # monotonic time of the last history read
+    history_at: float | None = field(default=None, metadata=MONOTONIC)  # time of the last history read
     history_scan: HistoryScan | None = None  # a history read the budget cut short, resumed next
 
     @property
@@ -170,12 +177,59 @@ class ListingCursor:
 @dataclass
 class ClusterState:
     cluster: Cluster
-    jobs: dict[str, JobState] = field(default_factory=dict)
+    jobs: dict[str, JobState] = field(default_factory=dict, metadata=TRANSIENT)  # records of their own
     up: bool | None = None  # did the last job-list attempt work; None before the first
-    listed_at: float | None = None  # monotonic time the last complete list was read
-    listing: ListingCursor | None = None
+    listed_at: float | None = field(default=None, metadata=MONOTONIC)  # the last complete list read
+    listing: ListingCursor | None = field(default=None, metadata=TRANSIENT)  # starts over elsewhere
     list_error: str | None = None
-    unsupported: dict[str, float] = field(default_factory=dict)  # job type -> monotonic time refused
+    # job type -> when the cluster refused it
+    unsupported: dict[str, float] = field(default_factory=dict, metadata=MONOTONIC)
+
+    def stored(self) -> ClusterState:
+        """A copy of what a store keeps of this cluster (no jobs, no listing in progress)."""
+        return ClusterState(
+            self.cluster, up=self.up, listed_at=self.listed_at, list_error=self.list_error,
+            unsupported=dict(self.unsupported),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """What a target knows beyond its clusters and jobs. ``where`` tells which project a stored
+    state belongs to: one stored for another project, region or endpoint is not taken over."""
+
+    where: tuple[str, str, str]  # project_id, region, endpoint
+    clusters_at: float | None = field(default=None, metadata=MONOTONIC)  # the last cluster list read
+    clusters_ok: bool | None = None
+    error: str | None = None
+    authenticated: bool | None = None
+    auth_failed: bool = False  # at the last collection
+
+
+def job_record(job: JobState, clocks: Clocks) -> Record:
+    """``job`` as a state store keeps it: every field, versioned (:mod:`~cdm_exporter.polling.records`)."""
+    return to_record(job, clocks)
+
+
+def job_from_record(record: object, clocks: Clocks) -> JobState:
+    """The job a stored record holds; ``RecordError`` when it cannot be read."""
+    return from_record(JobState, record, clocks)
+
+
+def cluster_record(cluster: ClusterState, clocks: Clocks) -> Record:
+    return to_record(cluster, clocks)
+
+
+def cluster_from_record(record: object, clocks: Clocks) -> ClusterState:
+    return from_record(ClusterState, record, clocks)
+
+
+def target_record(target: TargetState, clocks: Clocks) -> Record:
+    return to_record(target, clocks)
+
+
+def target_from_record(record: object, clocks: Clocks) -> TargetState:
+    return from_record(TargetState, record, clocks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,11 @@
 
 ``collect()`` refreshes the targets in parallel within a deadline; each target's refresh is a
 single flight, so concurrent scrapes (``/metrics`` and ``/probe`` alike) share one collection.
+
+With a state store (:mod:`cdm_exporter.polling.persistence`), what the targets knew is read back
+before the first scrape, written in the background, and the budget's windows live in the store.
+A replica that does not lead (Redis: another one holds the lease) does not poll: its scrapes serve
+the state the leader shares.
 """
 
 from __future__ import annotations
@@ -9,18 +14,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from cdm_exporter.config import CollectionConfig, Config, TargetConfig
 from cdm_exporter.polling.budget import Budgets
 from cdm_exporter.polling.client_factory import ClientFactory, build_client
+from cdm_exporter.polling.persistence import RecordItem, RecordKey, StateStore, StateSync
 from cdm_exporter.polling.poller import TargetPoller
+from cdm_exporter.polling.records import Record
 from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.telemetry import ApiTelemetry, TelemetrySnapshot
 from cdm_exporter.singleflight import FlightTimeout, SingleFlight
 
 log = logging.getLogger(__name__)
+
+#: with a state store, a leader that no scrape reached for this long polls on its own (replicas
+#: behind a Service: the scrapes may all go to a follower)
+IDLE_POLL_SECONDS = 30.0
 
 
 class UnknownTarget(KeyError):
@@ -43,8 +54,11 @@ class Exporter:
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
         full_minute_budget: bool = False,
+        store: StateStore | None = None,
+        store_interval: float = 5.0,
     ) -> None:
         self._client_factory = client_factory
+        self._store = store
         self._wall = wall
         self._mono = mono
         self._full_minute_budget = full_minute_budget
@@ -59,7 +73,13 @@ class Exporter:
         self._durations: dict[str | None, float] = {}
         self.collections = 0  # completed collect() calls, for /-/ready and tests
         self.config = config
+        self._last_collection: float | None = None
         self.apply(config)
+        self._sync: StateSync | None = None
+        if store is not None:
+            self._sync = StateSync(store, self, interval=store_interval, on_tick=self._poll_if_idle)
+            self._sync.restore()
+            self._sync.start()
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -73,6 +93,7 @@ class Exporter:
                     {"job_status": budget.job_status, "common": budget.common},
                     clock=self._mono,
                     full_minute=self._full_minute_budget,
+                    windows=self._store.windows if self._store is not None else None,
                 )
             old = self._targets
             new: dict[str, _Target] = {}
@@ -116,11 +137,49 @@ class Exporter:
         started = self._mono()
         deadline = started + max(0.0, timeout)
         selected = self._select(targets)
-        futures = [self._pool.submit(self._refresh_one, t, deadline) for t in selected]
-        wait(futures, timeout=max(0.0, deadline - self._mono()))
+        if self.polls:  # a follower serves the leader's shared state
+            futures = [self._pool.submit(self._refresh_one, t, deadline) for t in selected]
+            wait(futures, timeout=max(0.0, deadline - self._mono()))
         with self._lock:
             self._durations[None if targets is None else ",".join(targets)] = self._mono() - started
             self.collections += 1
+            self._last_collection = started
+
+    @property
+    def polls(self) -> bool:
+        """Whether this process polls the API (``cdm_exporter_leader``): it leads, or it is cut
+        off from the replicas' shared store and polls alone on its share of the budget."""
+        return self._store is None or self._store.role() != "follower"
+
+    def _poll_if_idle(self) -> None:
+        with self._lock:
+            last = self._last_collection
+        if self.polls and (last is None or self._mono() - last >= IDLE_POLL_SECONDS):
+            self._pool.submit(self.collect, self.config.collection.default_scrape_timeout)
+
+    # --- stored state --------------------------------------------------------------------------
+
+    def records(self) -> Iterable[RecordItem]:
+        """Every target's records, for the state store."""
+        for target in self._select(None):
+            yield from target.poller.records()
+
+    def restore(self, records: Mapping[RecordKey, Record | None], *, complete: bool) -> None:
+        """Hand stored records to the pollers of their targets (``key[1]`` names the target)."""
+        by_target: dict[str, dict[RecordKey, Record | None]] = {}
+        for key, record in records.items():
+            if len(key) >= 2:
+                by_target.setdefault(key[1], {})[key] = record
+        unreadable = 0
+        for target in self._select(None):
+            mine = by_target.get(target.poller.target.name)
+            if mine is not None or complete:
+                unreadable += target.poller.restore(mine or {}, complete=complete)
+        if unreadable:
+            log.warning(
+                "stored records could not be read; what they held is fetched from the API again",
+                extra={"records": unreadable},
+            )
 
     def _refresh_one(self, target: _Target, deadline: float) -> None:
         try:
@@ -138,6 +197,8 @@ class Exporter:
             targets=tuple(t.poller.view() for t in selected),
             telemetry=TelemetrySnapshot.merge(t.telemetry.snapshot() for t in selected),
             scrape_duration=duration,
+            storage_up=None if self._store is None else self._store.up(),
+            leader=self.polls,
         )
 
     def ready(self) -> tuple[bool, str]:
@@ -153,6 +214,11 @@ class Exporter:
         return True, "ready"
 
     def close(self) -> None:
+        """Stop polling; with a state store, write what is known one last time and close it."""
+        if self._sync is not None:
+            self._sync.stop()
         for target in self._select(None):
             target.poller.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._store is not None:
+            self._store.close()
