@@ -50,7 +50,7 @@ THERE = clocks(wall=1_700_000_100.0, mono=40.0)
 
 def full_job() -> JobState:
     run = Submission(
-        job_name="a/b \"c\" ü",
+        job_name='a/b "c" ü',
         status="SUCCEEDED",
         progress=100.0,
         submission_id=42,
@@ -62,7 +62,7 @@ def full_job() -> JobState:
     )
     return JobState(
         cluster_id="c1",
-        summary=JobSummary(name="a/b \"c\" ü", job_type="NORMAL_JOB", status="SUCCEEDED", rows_read=7),
+        summary=JobSummary(name='a/b "c" ü', job_type="NORMAL_JOB", status="SUCCEEDED", rows_read=7),
         latest=run,
         refreshed_at=1_699_999_950.0,
         fetched_key=("SUCCEEDED", 1_699_999_000.0, None, None),
@@ -80,7 +80,8 @@ def test_a_job_comes_back_whole_through_json() -> None:
     back = job_from_record(record, HERE)
     assert back == job
     assert isinstance(back.fetched_key, tuple) and isinstance(back.history_scan, HistoryScan)
-    assert back.latest is not None and back.latest.counters == Counters(rows_read=10, rows_written=9, bytes_written=1234)
+    assert back.latest is not None
+    assert back.latest.counters == Counters(rows_read=10, rows_written=9, bytes_written=1234)
 
 
 def test_monotonic_times_are_stored_as_wall_clock_and_read_onto_the_readers_clock() -> None:
