@@ -88,8 +88,10 @@ def scrape_for(replicas: list[ExporterProcess], seconds: float) -> list[list[Exp
     return rounds
 
 
-def leader_of(expositions: list[Exposition]) -> list[float | None]:
-    return [e.value("cdm_exporter_leader") for e in expositions]
+def leader_of(expositions: list[Exposition]) -> list[float]:
+    """``cdm_exporter_leader`` of each (-1 when absent, which it never should be)."""
+    values = [e.value("cdm_exporter_leader") for e in expositions]
+    return [-1.0 if value is None else value for value in values]
 
 
 def test_two_replicas_share_one_budget_and_one_state_and_one_takes_over(
