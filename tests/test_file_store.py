@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from exporter_stack import ExporterServer
@@ -292,5 +294,42 @@ def test_a_record_that_cannot_be_read_costs_only_itself(path: Path, caplog: pyte
         try:
             assert len(jobs_of(second)) == len(names) - 1
             assert "could not be read" in caplog.text
+        finally:
+            second.close()
+
+
+class Discovered:
+    """A record source beside the pollers (what project discovery plugs in)."""
+
+    def __init__(self, projects: dict[str, str]) -> None:
+        self.projects = projects
+        self.restored: dict[str, str] = {}
+
+    def records(self) -> list[tuple[tuple[str, ...], object, Callable[[], dict[str, object]]]]:
+        return [
+            (("discovery", "sim", pid), name, partial(lambda n: {"v": 1, "name": n}, name))
+            for pid, name in self.projects.items()
+        ]
+
+    def restore(self, records: Mapping[tuple[str, ...], dict[str, Any] | None], *, complete: bool) -> None:
+        self.restored = {key[2]: str(r["name"]) for key, r in records.items() if r is not None}
+
+
+def test_another_record_source_is_stored_and_restored_beside_the_pollers(path: Path) -> None:
+    with Simulator(SimulatorSettings(clusters=1, jobs=2, rate_limit=0)) as sim:
+        config = Config(targets=(sim_target(sim),))
+        found = Discovered({"p1": "cn-north-4", "p2": "cn-north-4_dev"})
+        first = Exporter(
+            config, store=open_store(path), store_interval=0.2, record_sources={"discovery": found}
+        )
+        first.collect(5.0)
+        first.close()
+        again = Discovered({})
+        second = Exporter(
+            config, store=open_store(path), store_interval=0.2, record_sources={"discovery": again}
+        )
+        try:
+            assert again.restored == found.projects
+            assert jobs_of(second)  # and the pollers' own records still went to the pollers
         finally:
             second.close()

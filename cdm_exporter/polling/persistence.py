@@ -4,8 +4,9 @@ Polling defines the protocol (:class:`StateStore`); ``cdm_exporter.storage`` imp
 local SQLite file or with Redis, so polling imports neither. A store holds:
 
 * **records** of known state (:mod:`cdm_exporter.polling.records`), one per target, cluster and
-  job, keyed by :func:`record_key`; a new kind of state (project discovery, say) is one more
-  kind of key produced and taken back by its :class:`RecordSource`;
+  job, keyed by :func:`record_key`; a new kind of state (project discovery's results, say) is one
+  more kind of key, produced and taken back by its own :class:`RecordSource`, handed to the
+  exporter with ``Exporter(record_sources={kind: source})``;
 * the **rolling windows** of the API budget (:attr:`StateStore.windows`), so that a restarted
   process, or another replica, counts the calls already sent;
 * **roles** (:meth:`StateStore.role`): a ``leader`` polls the API and writes what it knows, a

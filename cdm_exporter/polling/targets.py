@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from cdm_exporter.config import CollectionConfig, Config, TargetConfig
 from cdm_exporter.polling.budget import Budgets
 from cdm_exporter.polling.client_factory import ClientFactory, build_client
-from cdm_exporter.polling.persistence import RecordItem, RecordKey, StateStore, StateSync
+from cdm_exporter.polling.persistence import RecordItem, RecordKey, RecordSource, StateStore, StateSync
 from cdm_exporter.polling.poller import TargetPoller
 from cdm_exporter.polling.records import Record
 from cdm_exporter.polling.snapshot import Snapshot
@@ -29,6 +29,8 @@ from cdm_exporter.singleflight import FlightTimeout, SingleFlight
 
 log = logging.getLogger(__name__)
 
+#: the kinds of record the targets' pollers store (``TargetPoller.records``)
+POLLER_KINDS = frozenset({"target", "cluster", "job"})
 #: with a state store, a leader that no scrape reached for this long polls on its own (replicas
 #: behind a Service: the scrapes may all go to a follower)
 IDLE_POLL_SECONDS = 30.0
@@ -56,6 +58,7 @@ class Exporter:
         full_minute_budget: bool = False,
         store: StateStore | None = None,
         store_interval: float = 5.0,
+        record_sources: Mapping[str, RecordSource] | None = None,
     ) -> None:
         self._client_factory = client_factory
         self._store = store
@@ -74,6 +77,9 @@ class Exporter:
         self.collections = 0  # completed collect() calls, for /-/ready and tests
         self.config = config
         self._last_collection: float | None = None
+        self._record_sources: dict[str, RecordSource] = {}
+        for kind, source in (record_sources or {}).items():
+            self.add_record_source(kind, source)
         self.apply(config)
         self._sync: StateSync | None = None
         if store is not None:
@@ -159,17 +165,34 @@ class Exporter:
 
     # --- stored state --------------------------------------------------------------------------
 
+    def add_record_source(self, kind: str, source: RecordSource) -> None:
+        """Store more than the pollers' state: ``source`` produces the records whose key starts
+        with ``kind`` and takes them back (project discovery's results, say). Before the store
+        is read, so at construction: ``Exporter(..., record_sources={kind: source})``."""
+        if kind in POLLER_KINDS:
+            raise ValueError(f"{kind!r} records are the pollers'")
+        self._record_sources[kind] = source
+
     def records(self) -> Iterable[RecordItem]:
-        """Every target's records, for the state store."""
+        """Every target's records, and those of the other record sources, for the state store."""
         for target in self._select(None):
             yield from target.poller.records()
+        for source in list(self._record_sources.values()):
+            yield from source.records()
 
     def restore(self, records: Mapping[RecordKey, Record | None], *, complete: bool) -> None:
-        """Hand stored records to the pollers of their targets (``key[1]`` names the target)."""
+        """Hand stored records to the pollers of their targets (``key[1]`` names the target), and
+        other kinds to their record sources."""
         by_target: dict[str, dict[RecordKey, Record | None]] = {}
+        by_kind: dict[str, dict[RecordKey, Record | None]] = {}
         for key, record in records.items():
-            if len(key) >= 2:
+            if key[0] in POLLER_KINDS and len(key) >= 2:
                 by_target.setdefault(key[1], {})[key] = record
+            else:
+                by_kind.setdefault(key[0], {})[key] = record
+        for kind, source in list(self._record_sources.items()):
+            if kind in by_kind or complete:
+                source.restore(by_kind.get(kind, {}), complete=complete)
         unreadable = 0
         for target in self._select(None):
             mine = by_target.get(target.poller.target.name)
