@@ -134,9 +134,15 @@ class StateSync:
         self._thread: threading.Thread | None = None
 
     def restore(self) -> None:
-        """Read everything stored and hand it to the source (at start, before serving)."""
+        """Read everything stored and hand it to the source (at start, before serving); a store
+        that cannot be read leaves the exporter to start from nothing, as without one."""
         with self._lock:
-            self._read(complete=True)
+            try:
+                self._read(complete=True)
+            except StoreError:
+                pass  # logged by _read; storage_up says it
+            except Exception:  # a bug in reading back must not keep the exporter from starting
+                log.exception("stored state could not be taken over; starting without it")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="state-sync", daemon=True)
@@ -152,11 +158,12 @@ class StateSync:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self.sync()
-            if self._on_tick is not None:
+            for work in (self.sync, self._on_tick):
+                if work is None:
+                    continue
                 try:
-                    self._on_tick()
-                except Exception:  # the thread must live on
+                    work()
+                except Exception:  # the thread must live on (a record that cannot be made, say)
                     log.exception("state sync: periodic work failed")
 
     def sync(self) -> None:
