@@ -100,6 +100,9 @@ CONTRACT: dict[str, frozenset[str]] = {
     "cdm_project_info": frozenset({"project_id", "project_name", "region"}),
     "cdm_project_unavailable": frozenset({"project_id", "region", "reason"}),
     "cdm_project_discovery_up": frozenset({"target"}),
+    # The state store (file or Redis) and which replica polls.
+    "cdm_exporter_storage_up": frozenset(),
+    "cdm_exporter_leader": frozenset(),
 }
 TARGET_LABELS = frozenset({"instance", "job"})
 # Series Prometheus itself writes; None = any label.

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "kubernetes"
 BASE = DEPLOY / "base"
 OVERLAY = DEPLOY / "overlays" / "example-second-project"
+HA_OVERLAY = DEPLOY / "overlays" / "replicas-redis"
+STATE_DIR = "/var/lib/cdm-exporter"  # the base's --storage.path directory
 KUBERNETES_VERSIONS = ("1.30.0", "1.33.0")
 CONFIG_PATH = "/etc/cdm-exporter/config.yml"  # the image's default --config.file
 PORT = 9792
@@ -77,7 +79,14 @@ def test_kustomizations_list_every_manifest() -> None:
 
 def test_kinds(base: list[Manifest]) -> None:
     kinds = sorted(d["kind"] for d in base)
-    assert kinds == ["ConfigMap", "Deployment", "Secret", "Service", "ServiceMonitor"]
+    assert kinds == [
+        "ConfigMap",
+        "Deployment",
+        "PersistentVolumeClaim",
+        "Secret",
+        "Service",
+        "ServiceMonitor",
+    ]
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -181,6 +190,27 @@ def test_config_and_credentials_are_mounted(base: list[Manifest]) -> None:
     assert all(
         m.get("readOnly") for m in container["volumeMounts"] if m["name"] in ("config", volume["name"])
     )
+
+
+def args_of(deployment: Manifest) -> dict[str, str]:
+    """``--flag=value`` arguments of the exporter container, as a mapping."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(a.split("=", 1) for a in container["args"] if a.startswith("--") and "=" in a)
+
+
+def test_the_state_file_is_on_a_volume_of_its_own(base: list[Manifest]) -> None:
+    deployment = one(base, "Deployment")
+    path = args_of(deployment)["--storage.path"]
+    assert str(PurePosixPath(path).parent) == STATE_DIR
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == STATE_DIR]
+    assert not mount.get("readOnly")  # written (the root file system is read-only)
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    claim = one(base, "PersistentVolumeClaim")
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]  # one pod at a time: strategy Recreate
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]  # writable by it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +366,7 @@ def test_overlay_is_an_independent_second_exporter(tmp_path: Path) -> None:
     overlay = kustomize(OVERLAY)
     base_names = {(d["kind"], d["metadata"]["name"]) for d in base}
     overlay_names = {(d["kind"], d["metadata"]["name"]) for d in overlay}
-    assert len(base_names) == len(overlay_names) == 5
+    assert len(base_names) == len(overlay_names) == 6
     assert not base_names & overlay_names, "applying both must not overwrite the base"
 
     for version in KUBERNETES_VERSIONS[-1:]:
@@ -369,3 +399,75 @@ def test_overlay_is_an_independent_second_exporter(tmp_path: Path) -> None:
     assert targets[0]["auth"] != targets[1]["auth"] or secret_values(one(base, "Secret")) != secret_values(
         one(overlay, "Secret")
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Two replicas sharing a Redis
+
+
+def test_the_replicas_overlay_runs_two_exporters_sharing_a_redis() -> None:
+    docs = kustomize(HA_OVERLAY)
+    for doc in docs:
+        if not doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            kubernetes_validate.validate(doc, KUBERNETES_VERSIONS[-1], strict=True)
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    exporter, redis = deployments["cdm-exporter"], deployments["cdm-exporter-redis"]
+    spec = exporter["spec"]
+    assert spec["replicas"] == 2
+    # never more pods than the replicas the budget's fallback share counts
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+    }
+    args = args_of(exporter)
+    assert "--storage.path" not in args  # Redis keeps the state
+    assert int(args["--storage.redis-replicas"]) == spec["replicas"]
+    assert not kinds_named(docs, "PersistentVolumeClaim")
+
+    # the URL names the Redis Service and port, and holds no password; the password is a file
+    # from a Secret, which is also what Redis requires
+    url = args["--storage.redis-url"]
+    assert "@" not in url
+    services = {s["metadata"]["name"]: s for s in docs if s["kind"] == "Service"}
+    host, port = url.removeprefix("redis://").split("/", 1)[0].split(":")
+    redis_service = services[host]
+    assert [p["port"] for p in redis_service["spec"]["ports"]] == [int(port)]
+    redis_labels = redis["spec"]["template"]["metadata"]["labels"]
+    assert subset(redis_service["spec"]["selector"], redis_labels)
+    exporter_labels = exporter["spec"]["template"]["metadata"]["labels"]
+    assert not subset(services["cdm-exporter"]["spec"]["selector"], redis_labels), "scrapes never reach Redis"
+    password_file = args["--storage.redis-password-file"]
+    (secret_name, key) = next(
+        (name, item_key)
+        for path, (kind, name, item_key) in mounted_files(exporter).items()
+        if path == password_file
+    )
+    secrets = {s["metadata"]["name"]: s for s in docs if s["kind"] == "Secret"}
+    assert "EXAMPLE" in secret_values(secrets[secret_name])[key]
+    redis_pod = redis["spec"]["template"]["spec"]
+    (redis_container,) = redis_pod["containers"]
+    assert "--requirepass" in " ".join(redis_container["args"])
+    assert secret_values(secrets[secret_name])[key] not in " ".join(redis_container["args"])
+    assert any(v.get("secret", {}).get("secretName") == secret_name for v in redis_pod["volumes"])
+
+    # a disruption budget that keeps one exporter, and only exporters
+    (pdb,) = kinds_named(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert subset(pdb["spec"]["selector"]["matchLabels"], exporter_labels)
+    assert not subset(pdb["spec"]["selector"]["matchLabels"], redis_labels)
+
+    # Redis is hardened like the exporter
+    security = {**redis_pod["securityContext"], **redis_container["securityContext"]}
+    assert security["runAsNonRoot"] is True and security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
+    assert redis_pod["automountServiceAccountToken"] is False
+    assert {"cpu", "memory"} <= set(redis_container["resources"]["limits"])
+
+    # the exporter keeps its configuration, credentials and hardening
+    files = mounted_files(exporter)
+    assert files[CONFIG_PATH][0] == "configMap"
+    check_servicemonitor(one(docs, "ServiceMonitor"), list(services.values()), services["cdm-exporter"])
+
+
+def kinds_named(docs: list[Manifest], kind: str) -> list[Manifest]:
+    return [d for d in docs if d["kind"] == kind]

@@ -10,6 +10,7 @@ import click
 from cdm_exporter.api.models import CLUSTER_STATUSES
 from cdm_exporter.cli.options import fail, listen_address_option, logging_options, option, start_logging
 from cdm_exporter.cli.service import Service
+from cdm_exporter.cli.storage import StorageOptions, open_store, path_option
 from cdm_exporter.config import (
     CollectionConfig,
     Config,
@@ -20,6 +21,7 @@ from cdm_exporter.config import (
     TargetConfig,
 )
 from cdm_exporter.config.model import DEFAULT_ENDPOINT_TEMPLATE
+from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.simulator import Simulator, SimulatorSettings
 from cdm_exporter.web.http_server import parse_listen_address
 
@@ -66,9 +68,16 @@ def demo_config(sim: Simulator) -> Config:
     help="Simulated clusters (the third is stopped, to show a failing cluster).",
 )
 @option("--jobs", type=click.IntRange(1, 5000), default=12, help="Jobs per cluster.")
+@path_option
 @logging_options()
 def demo(
-    listen_address: str, simulator_address: str, clusters: int, jobs: int, log_level: str, log_format: str
+    listen_address: str,
+    simulator_address: str,
+    clusters: int,
+    jobs: int,
+    storage_path: str | None,
+    log_level: str,
+    log_format: str,
 ) -> None:
     """Run the CDM simulator and an exporter scraping it: try cdm-exporter with no cloud account."""
     start_logging(log_level, log_format)
@@ -77,6 +86,7 @@ def demo(
         sim_host, sim_port = parse_listen_address(simulator_address)
     except ValueError as error:
         fail(str(error))
+    opened = open_store(StorageOptions(path=storage_path))  # off unless asked for
     sim = Simulator(
         SimulatorSettings(
             clusters=clusters,
@@ -86,7 +96,10 @@ def demo(
         )
     )
     sim.start(host=sim_host, port=sim_port)
-    service = Service(demo_config(sim))
+    config = demo_config(sim)
+    service = Service(
+        config, exporter=Exporter(config, store=opened.store, store_interval=opened.write_interval)
+    )
     try:
         http = service.start(listen_address)
     except OSError as error:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from cdm_exporter.cli.options import (
@@ -15,8 +17,10 @@ from cdm_exporter.cli.options import (
     start_logging,
 )
 from cdm_exporter.cli.service import Service
+from cdm_exporter.cli.storage import open_store, storage_from_kwargs, storage_options
 from cdm_exporter.config.errors import ConfigError
 from cdm_exporter.config.webconfig import WebConfig, load_web_config
+from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.web.http_server import parse_listen_address
 
 
@@ -35,6 +39,7 @@ from cdm_exporter.web.http_server import parse_listen_address
     type=click.Path(dir_okay=False),
     help="exporter-toolkit web configuration (TLS, basic auth).",
 )
+@storage_options
 @logging_options()
 def serve(
     config_file: str | None,
@@ -43,6 +48,7 @@ def serve(
     web_config_file: str | None,
     log_level: str,
     log_format: str,
+    **storage_flags: Any,
 ) -> None:
     """Serve metrics of CDM jobs and clusters for Prometheus to scrape."""
     start_logging(log_level, log_format)
@@ -63,4 +69,11 @@ def serve(
             web_config = load_web_config(web_config_file)
         except ConfigError as error:
             fail(str(error) if error.key == "web.config.file" else f"{web_config_file}: {error}")
-    Service(config, config_file=config_file, web_config=web_config).run(listen_address, telemetry_path)
+    opened = open_store(storage_from_kwargs(storage_flags))
+    Service(
+        config,
+        config_file=config_file,
+        web_config=web_config,
+        exporter=Exporter(config, store=opened.store, store_interval=opened.write_interval),
+        extra_secrets=opened.secrets,
+    ).run(listen_address, telemetry_path)

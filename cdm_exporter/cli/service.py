@@ -32,11 +32,13 @@ class Service:
         config_file: str | None = None,
         web_config: WebConfig | None = None,
         exporter: Exporter | None = None,
+        extra_secrets: tuple[str, ...] = (),
     ) -> None:
         self.config_file = config_file
         self.web_config = web_config
         self.exporter = exporter or Exporter(config)
-        self._redactor = redact_secrets(config.secret_values())
+        self._extra_secrets = extra_secrets  # not in the configuration: the state store's password
+        self._redactor = redact_secrets((*config.secret_values(), *extra_secrets))
         self._stopped = threading.Event()
         self._reload_lock = threading.Lock()
         self.http: HTTPServer | None = None
@@ -55,7 +57,7 @@ class Service:
                     "configuration reload rejected; keeping the running one", extra={"error": str(error)}
                 )
                 return False, f"reload rejected, running configuration kept: {error}"
-            self._redactor.secrets = tuple(config.secret_values())
+            self._redactor.secrets = (*config.secret_values(), *self._extra_secrets)
             self.exporter.apply(config)
             log.info("configuration reloaded", extra={"targets": len(config.targets)})
             return True, f"reloaded: {len(config.targets)} target(s)"

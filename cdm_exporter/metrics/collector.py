@@ -31,6 +31,8 @@ Series produced (identity labels ``cluster_id``, ``cluster_name``, ``job_name`` 
     cdm_api_requests_total{endpoint,code}            every HTTP call made
     cdm_api_request_duration_seconds{endpoint}       histogram of their latency
     cdm_exporter_build_info{version} 1
+    cdm_exporter_storage_up                          1 when the state store works; absent without one
+    cdm_exporter_leader                              1 when this replica polls the API
 
 A field the API omitted gives no series (never a fake 0). Run counters are gauges: they restart
 with each run.
@@ -330,6 +332,19 @@ def _self_families(snapshot: Snapshot) -> Iterator[Metric]:
     )
     build.add_metric((__version__,), 1.0)
     yield build
+    storage = GaugeMetricFamily(
+        "cdm_exporter_storage_up",
+        "1 when the state store (--storage.path or --storage.redis-url) works; absent without one.",
+    )
+    if snapshot.storage_up is not None:
+        storage.add_metric((), 1.0 if snapshot.storage_up else 0.0)
+    yield storage
+    leader = GaugeMetricFamily(
+        "cdm_exporter_leader",
+        "1 when this replica polls the API; the others serve the state it shares.",
+    )
+    leader.add_metric((), 1.0 if snapshot.leader else 0.0)
+    yield leader
 
 
 def families(snapshot: Snapshot) -> list[Metric]:

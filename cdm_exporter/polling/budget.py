@@ -17,6 +17,11 @@ new rate and no reload, however frequent, opens a fresh minute's worth of reques
 changes ``budget_scope`` replaces the buckets (``id@region`` for ``id``, or back,
 :meth:`Budgets.rescope`); each new one starts with the requests its credential sent in the last
 minute under the old scope.
+
+Where the rolling minute is kept is pluggable (:class:`WindowStore`): in memory by default
+(:class:`LocalWindows`); in the state file, so that a restarted process counts what the previous
+one sent; or in Redis, shared by replicas (``cdm_exporter.storage``). The token bucket's pacing
+stays in the process; the window is the promise and may live elsewhere.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from cdm_exporter.api.endpoints import ENDPOINT_POLICY, Endpoint, Policy
 
@@ -33,6 +39,81 @@ from cdm_exporter.api.endpoints import ENDPOINT_POLICY, Endpoint, Policy
 THROTTLE_PAUSE_SECONDS = 5.0
 #: the API's rate-limit window
 WINDOW_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetKey:
+    identity: str  # the credential's non-secret identity: the API counts per user
+    policy: Policy
+
+
+class RollingWindow(Protocol):
+    """The requests one budget key sent in the last :data:`WINDOW_SECONDS`: the hard cap.
+
+    ``take`` is authoritative (it may ask a file or Redis, from the thread about to call the
+    API); ``room`` must be cheap and never block, since scrapes read it (it may be a cached
+    count). Implementations are thread-safe.
+    """
+
+    def take(self, limit: float) -> bool:
+        """Record one request sent now if fewer than ``limit`` were sent in the window."""
+        ...
+
+    def give_back(self) -> None:
+        """Forget the newest request recorded by :meth:`take`: it was never sent."""
+        ...
+
+    def room(self, limit: float) -> float:
+        """``limit`` less the requests of the window (negative when over)."""
+        ...
+
+
+class WindowStore(Protocol):
+    """Where the rolling windows live: one per credential and policy."""
+
+    def window(self, key: BudgetKey) -> RollingWindow: ...
+
+
+class LocalWindow:
+    """The default window: send times in memory, on the bucket's clock."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._sent: deque[float] = deque()  # times of the requests of the last minute
+        self._lock = threading.Lock()
+
+    def _prune(self, now: float) -> None:
+        while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
+            self._sent.popleft()
+
+    def take(self, limit: float) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._prune(now)
+            if len(self._sent) + 1 > limit:
+                return False
+            self._sent.append(now)
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            if self._sent:
+                self._sent.pop()
+
+    def room(self, limit: float) -> float:
+        with self._lock:
+            self._prune(self._clock())
+            return limit - len(self._sent)
+
+
+class LocalWindows:
+    """A :class:`LocalWindow` per key: what a process alone with its credential needs."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+
+    def window(self, key: BudgetKey) -> RollingWindow:
+        return LocalWindow(self._clock)
 
 
 class TokenBucket:
@@ -45,13 +126,20 @@ class TokenBucket:
         capacity: float | None = None,
         initial: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        window: RollingWindow | None = None,
     ) -> None:
         if rate_per_minute <= 0:
             raise ValueError("rate_per_minute must be positive")
         self.rate_per_minute = rate_per_minute
         self.rate_per_second = rate_per_minute / 60.0
         self.capacity = capacity if capacity is not None else max(1.0, rate_per_minute / 2.0)
-        self._sent: deque[float] = deque()  # times of the requests of the last minute
+        self._window: RollingWindow = window if window is not None else LocalWindow(clock)
+        # Send times (on ``clock``) of the last minute, kept beside the window so that a scope
+        # change can hand them to the new buckets whatever window is in use: ``_own`` went
+        # through this bucket (and its window); ``_carried`` went through a bucket of the same
+        # credential under the old scope, so they count here only.
+        self._own: deque[float] = deque()
+        self._carried: deque[float] = deque()
         self._clock = clock
         self._tokens = self.capacity if initial is None else initial
         self._updated = clock()
@@ -64,10 +152,18 @@ class TokenBucket:
             self._tokens = min(self.capacity, self._tokens + (now - start) * self.rate_per_second)
         self._updated = max(self._updated, now)
 
+    def _prune(self, now: float) -> None:
+        for sent in (self._own, self._carried):
+            while sent and sent[0] <= now - WINDOW_SECONDS:
+                sent.popleft()
+
+    def _window_limit(self, now: float) -> float:
+        """The rolling minute's limit for this bucket's window: the rate, less what was carried."""
+        self._prune(now)
+        return self.rate_per_minute - len(self._carried)
+
     def _window_room(self, now: float) -> float:
-        while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
-            self._sent.popleft()
-        room = self.rate_per_minute - len(self._sent)
+        room = self._window.room(self._window_limit(now))
         # Tokens never exceed what the rolling minute allows: tokens saved up while the window
         # was full would otherwise be spent in one burst when it empties, fill it again early,
         # and make a burst-and-stall cycle that repeats every minute.
@@ -92,30 +188,35 @@ class TokenBucket:
             if now < self._paused_until:
                 return False
             self._refill(now)
-            if self._tokens >= 1.0 and self._window_room(now) >= 1.0:
+            if (
+                self._tokens >= 1.0
+                and self._window_room(now) >= 1.0
+                and self._window.take(self._window_limit(now))
+            ):
                 self._tokens -= 1.0
-                self._sent.append(now)
+                self._own.append(now)
                 return True
             return False
 
     def sent_in_window(self) -> list[float]:
         """When this bucket's requests of the last minute were sent (monotonic)."""
         with self._lock:
-            self._window_room(self._clock())
-            return list(self._sent)
+            self._prune(self._clock())
+            return sorted([*self._own, *self._carried])
 
     def count_sent(self, times: list[float]) -> None:
         """Count requests sent through another bucket of the same credential (a scope change)."""
         with self._lock:
-            self._sent = deque(sorted([*self._sent, *times]))
+            self._carried = deque(sorted([*self._carried, *times]))
             self._window_room(self._clock())
 
     def refund(self) -> None:
         """Give back the token of a request that was never sent."""
         with self._lock:
             self._tokens = min(self.capacity, self._tokens + 1.0)
-            if self._sent:
-                self._sent.pop()
+            self._window.give_back()
+            if self._own:
+                self._own.pop()
 
     def throttled(self, pause: float = THROTTLE_PAUSE_SECONDS) -> None:
         """The API answered 429: spend everything and pause refilling for ``pause`` seconds."""
@@ -147,12 +248,6 @@ def _same_credential(a: str, b: str) -> bool:
     return a == b or a.rpartition("@")[0] == b or b.rpartition("@")[0] == a
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetKey:
-    identity: str  # the credential's non-secret identity: the API counts per user
-    policy: Policy
-
-
 class Budgets:
     """Buckets per credential and policy, shared by every target that uses the same credential."""
 
@@ -162,9 +257,11 @@ class Budgets:
         *,
         clock: Callable[[], float] = time.monotonic,
         full_minute: bool = False,
+        windows: WindowStore | None = None,
     ) -> None:
         self._per_minute = dict(per_minute)
         self._clock = clock
+        self._windows: WindowStore = windows if windows is not None else LocalWindows(clock)
         # a one-shot run (``check``) may spend a whole minute's budget at once
         self._full_minute = full_minute
         self._buckets: dict[BudgetKey, TokenBucket] = {}
@@ -177,7 +274,12 @@ class Budgets:
             bucket = self._buckets.get(key)
             if bucket is None:
                 rate = float(self._per_minute[policy])
-                bucket = TokenBucket(rate, capacity=self._capacity(rate), clock=self._clock)
+                bucket = TokenBucket(
+                    rate,
+                    capacity=self._capacity(rate),
+                    clock=self._clock,
+                    window=self._windows.window(key),
+                )
                 for old, sent in self._before_rescope.items():
                     if old.policy == policy and _same_credential(old.identity, identity):
                         bucket.count_sent(sent)

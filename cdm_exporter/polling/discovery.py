@@ -19,6 +19,12 @@ once; the project reads ``cdm_up 0`` with its reason, and one cluster-list call 
 ``collection.unavailable_recheck_interval``. A project that answered once and fails later is an
 ordinary failure (it may be an outage worth an alert). Projects are refreshed in parallel, each in
 its own single flight, so a slow or failing one never holds up the others.
+
+With a state store, the discovery results (the last listing and the projects it selected, each
+with its region and whether it is set aside) are one ``discovery`` record per target, and each
+project's poller stores its state like a configured target's (under ``<target>/<project>``): a
+restarted process polls the projects it knew without listing them again first, and a follower
+replica serves the projects the leader found.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from functools import partial
 
 from cdm_exporter.api.errors import AuthError, CdmError, NameNotResolved, NotFound, RateLimited
 from cdm_exporter.api.models import AuthProject, Cluster, JobPage, Submission, SubmissionPage
@@ -39,7 +46,9 @@ from cdm_exporter.config.model import project_region
 from cdm_exporter.polling.budget import Budgets, budget_identity
 from cdm_exporter.polling.client_factory import ClientFactory, ListerFactory
 from cdm_exporter.polling.failure_log import FailureLog
+from cdm_exporter.polling.persistence import RecordItem, RecordKey
 from cdm_exporter.polling.poller import MIN_REQUEST_SECONDS, ApiClient, TargetPoller
+from cdm_exporter.polling.records import MONOTONIC, Clocks, Record, RecordError, from_record, to_record
 from cdm_exporter.polling.state import DiscoveryView, TargetView
 from cdm_exporter.singleflight import FlightTimeout, SingleFlight
 
@@ -53,6 +62,10 @@ FORBIDDEN = "forbidden"
 UNAVAILABLE_REASONS: tuple[str, ...] = (NOT_OFFERED, FORBIDDEN)
 #: projects refreshed at the same time (threads are started only as needed)
 MAX_PARALLEL_PROJECTS = 64
+#: the kind of a state store's record of a ``projects`` target's discovery results
+DISCOVERY_KIND = "discovery"
+#: the kinds of record a project's poller stores (``TargetPoller.records``)
+_POLLER_KINDS = frozenset({"target", "cluster", "job"})
 
 
 def unavailable_reason(error: CdmError) -> str | None:
@@ -109,6 +122,29 @@ class _Watched:
         self._client.close()
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredProject:
+    """A discovered project as a state store keeps it."""
+
+    info: AuthProject
+    region: str
+    answered: bool = False  # a cluster list worked at least once (a later failure is no set-aside)
+    unavailable: str | None = None
+    recheck_at: float = dataclasses.field(default=0.0, metadata=MONOTONIC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DiscoveryState:
+    """The discovery results of a ``projects`` target as a state store keeps them."""
+
+    listed_at: float | None = dataclasses.field(default=None, metadata=MONOTONIC)
+    refused_at: float | None = dataclasses.field(default=None, metadata=MONOTONIC)
+    listing_ok: bool | None = None
+    error: str | None = None
+    listed: int = 0
+    projects: tuple[StoredProject, ...] = ()
+
+
 @dataclasses.dataclass
 class _Project:
     """One discovered project being polled."""
@@ -153,6 +189,7 @@ class ProjectDiscovery:
         self._observer = observer
         self._wall = wall
         self._mono = mono
+        self._clocks = Clocks(wall, mono)
         self._one_shot = one_shot
         self._read_history = read_history
         self._lister = lister_factory(target, collection, observer)
@@ -241,6 +278,82 @@ class ProjectDiscovery:
             self._listed_at, self._refused_at, self._listing_ok, self._error, self._listed = listing
             self._unusable = unusable
         self.failures = old.failures
+
+    # --- stored state (cdm_exporter.polling.persistence) ---------------------------------------
+
+    def records(self) -> list[RecordItem]:
+        """What a state store keeps of this target: the discovery results, and each project's
+        poller's records."""
+        with self._lock:
+            projects = sorted(self._projects.values(), key=lambda p: p.info.id)
+            state = DiscoveryState(
+                self._listed_at,
+                self._refused_at,
+                self._listing_ok,
+                self._error,
+                self._listed,
+                tuple(
+                    StoredProject(p.info, p.region, p.client.answered, p.unavailable, p.recheck_at)
+                    for p in projects
+                ),
+            )
+        key = (DISCOVERY_KIND, self.target.name)
+        items: list[RecordItem] = [(key, state, partial(to_record, state, self._clocks))]
+        for project in projects:
+            items += project.poller.records()
+        return items
+
+    def restore(self, records: Mapping[RecordKey, Record | None], *, complete: bool) -> int:
+        """Take over stored records of this target: the discovery results (the projects they
+        name get their pollers, those they no longer name are dropped), then each project's
+        poller's records. Returns how many records could not be read."""
+        unreadable = 0
+        stored: DiscoveryState | None = None
+        if (record := records.get((DISCOVERY_KIND, self.target.name))) is not None:
+            try:
+                stored = from_record(DiscoveryState, record, self._clocks)
+            except RecordError:
+                unreadable += 1
+        if stored is not None:
+            self._restore_projects(stored)
+        with self._lock:
+            pollers = {p.poller.target.name: p.poller for p in self._projects.values()}
+        mine: dict[str, dict[RecordKey, Record | None]] = {}
+        for key, held in records.items():
+            if key[0] in _POLLER_KINDS and len(key) >= 2 and key[1] in pollers:
+                mine.setdefault(key[1], {})[key] = held
+        for name, poller in pollers.items():
+            if name in mine or complete:
+                unreadable += poller.restore(mine.get(name, {}), complete=complete)
+        return unreadable
+
+    def _restore_projects(self, stored: DiscoveryState) -> None:
+        with self._lock:
+            known = dict(self._projects)
+        current: dict[str, _Project] = {}
+        for entry in stored.projects:
+            project = known.get(entry.info.id)
+            if project is not None and project.region == entry.region:
+                project.info = entry.info
+            else:
+                project = self._build(entry.info, entry.region)
+                if project is None:
+                    continue
+            project.client.answered = project.client.answered or entry.answered
+            project.unavailable, project.recheck_at = entry.unavailable, entry.recheck_at
+            current[entry.info.id] = project
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._projects = current
+                self._listed_at, self._refused_at = stored.listed_at, stored.refused_at
+                self._listing_ok, self._error, self._listed = stored.listing_ok, stored.error, stored.listed
+        for project_id, project in (current if closed else known).items():
+            if closed and known.get(project_id) is not project:
+                project.poller.close()  # built for a target closed meanwhile
+            elif not closed and current.get(project_id) is not project:
+                project.dropped = True
+                project.poller.close()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

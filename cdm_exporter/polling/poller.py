@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
+from functools import partial
 from typing import Protocol
 
 from cdm_exporter.api.endpoints import POLICIES, Endpoint
@@ -45,8 +46,24 @@ from cdm_exporter.polling.budget import Budgets, TokenBucket
 from cdm_exporter.polling.failure_log import FailureLog
 from cdm_exporter.polling.history import HistoryScan
 from cdm_exporter.polling.job_types import refuses_type, skipped
+from cdm_exporter.polling.persistence import RecordItem, RecordKey
+from cdm_exporter.polling.records import Clocks, Record, RecordError
 from cdm_exporter.polling.schedule import missed_a_run, status_fetch_order
-from cdm_exporter.polling.state import ClusterState, ClusterView, JobState, ListingCursor, TargetView
+from cdm_exporter.polling.state import (
+    AuthFailure,
+    ClusterState,
+    ClusterView,
+    JobState,
+    ListingCursor,
+    TargetState,
+    TargetView,
+    cluster_from_record,
+    cluster_record,
+    job_from_record,
+    job_record,
+    target_from_record,
+    target_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +129,8 @@ class TargetPoller:
         self._mono = mono
         self._one_shot = one_shot
         self._reads_history = not one_shot if read_history is None else read_history
+        self._clocks = Clocks(wall, mono)
+        self._where = (target.project_id, target.region, target.endpoint)
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(
             max_workers=collection.concurrency, thread_name_prefix=f"cdm-{target.name[:12]}"
@@ -244,6 +263,91 @@ class TargetPoller:
             with self._lock:
                 self._inflight.discard(key)
             return None
+
+    # --- stored state (cdm_exporter.polling.persistence) ---------------------------------------
+
+    def records(self) -> list[RecordItem]:
+        """What a state store keeps of this target: one record for the target, one per cluster
+        and one per job, each with the object that tells whether it changed."""
+        name, clocks = self.target.name, self._clocks
+        with self._lock:
+            auth_error = None if self._auth_error is None else AuthFailure.of(self._auth_error)
+            target = TargetState(
+                self._where,
+                self._clusters_at,
+                self._clusters_ok,
+                self._error,
+                self._error_kind,
+                self.authenticated,
+                auth_error,
+                self._refused_at,
+                self._throttled_at,
+            )
+            clusters = [(cid, c.stored(), list(c.jobs.values())) for cid, c in self._clusters.items()]
+        items: list[RecordItem] = [(("target", name), target, partial(target_record, target, clocks))]
+        for cluster_id, cluster, jobs in clusters:
+            items.append((("cluster", name, cluster_id), cluster, partial(cluster_record, cluster, clocks)))
+            items += [
+                (("job", name, cluster_id, job.name), job, partial(job_record, job, clocks)) for job in jobs
+            ]
+        return items
+
+    def restore(self, records: Mapping[RecordKey, Record | None], *, complete: bool) -> int:
+        """Take over stored records of this target (at start, or a follower's copy of what the
+        leader knows); ``complete``: they are all there is. A state stored for another project,
+        region or endpoint under this target's name is not taken. Returns how many records could
+        not be read: each costs only itself (what it held is fetched from the API again)."""
+        unreadable = 0
+        stored: TargetState | None = None
+        if (record := records.get(("target", self.target.name))) is not None:
+            try:
+                stored = target_from_record(record, self._clocks)
+            except RecordError:
+                unreadable += 1
+        if (stored is None and complete) or (stored is not None and stored.where != self._where):
+            return unreadable
+        clusters: dict[str, ClusterState | None] = {}
+        jobs: dict[tuple[str, str], JobState | None] = {}
+        for key, record in records.items():
+            try:
+                if key[0] == "cluster" and len(key) == 3:
+                    clusters[key[2]] = None if record is None else cluster_from_record(record, self._clocks)
+                elif key[0] == "job" and len(key) == 4:
+                    job = None if record is None else job_from_record(record, self._clocks)
+                    jobs[(key[2], key[3])] = None if job is None else replace(job, cluster_id=key[2])
+            except RecordError:
+                unreadable += 1
+        with self._lock:
+            known = {} if complete else self._clusters
+            for cluster_id, cluster in clusters.items():
+                current = known.get(cluster_id)
+                if cluster is None:
+                    known.pop(cluster_id, None)
+                elif current is None:
+                    known[cluster_id] = cluster
+                else:  # the jobs stay: their records come on their own
+                    current.cluster, current.up, current.listed_at = (
+                        cluster.cluster,
+                        cluster.up,
+                        cluster.listed_at,
+                    )
+                    current.list_error, current.list_error_kind = cluster.list_error, cluster.list_error_kind
+                    current.unsupported = cluster.unsupported
+            for (cluster_id, job_name), job in jobs.items():
+                if (state := known.get(cluster_id)) is None:
+                    continue  # a job is exported with its cluster only
+                if job is None:
+                    state.jobs.pop(job_name, None)
+                else:
+                    state.jobs[job_name] = job
+            self._clusters = known
+            if stored is not None:
+                self._clusters_at, self._clusters_ok = stored.clusters_at, stored.clusters_ok
+                self._error, self._error_kind = stored.error, stored.error_kind
+                self.authenticated = stored.authenticated
+                self._auth_error = None if stored.auth_error is None else stored.auth_error.error()
+                self._refused_at, self._throttled_at = stored.refused_at, stored.throttled_at
+        return unreadable
 
     # --- helpers -----------------------------------------------------------------------------
 

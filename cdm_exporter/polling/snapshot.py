@@ -16,3 +16,5 @@ class Snapshot:
     telemetry: TelemetrySnapshot
     scrape_duration: float | None
     discoveries: tuple[DiscoveryView, ...] = ()  # one per ``projects`` target
+    storage_up: bool | None = None  # None: no state store configured
+    leader: bool = True  # this process polls the API

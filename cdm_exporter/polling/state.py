@@ -2,6 +2,12 @@
 
 Job and cluster records are immutable and replaced whole on every update, so a scrape can take
 a consistent snapshot by copying references while the poller's worker threads keep writing.
+
+What a state store keeps (a file, or Redis shared by replicas) is made by :func:`job_record`,
+:func:`cluster_record` and :func:`target_record` from these classes, field by field
+(:mod:`cdm_exporter.polling.records`): a field added here is stored with no other change. Mark a
+field holding monotonic seconds ``metadata=MONOTONIC``, and one that must not be stored
+``metadata=TRANSIENT``.
 """
 
 from __future__ import annotations
@@ -10,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from cdm_exporter.api.endpoints import Policy
-from cdm_exporter.api.errors import CdmError
+from cdm_exporter.api.endpoints import Endpoint, Policy
+from cdm_exporter.api.errors import AuthError, CdmError
 from cdm_exporter.api.models import (
     ACTIVE_STATUSES,
     Cluster,
@@ -23,6 +29,7 @@ from cdm_exporter.api.models import (
 )
 from cdm_exporter.api.paging import JobListPaging
 from cdm_exporter.polling.history import HistoryScan
+from cdm_exporter.polling.records import MONOTONIC, TRANSIENT, Clocks, Record, from_record, to_record
 
 
 class JobInfo(NamedTuple):
@@ -53,7 +60,7 @@ class JobState:
     fetched_key: tuple[object, ...] | None = None  # summary.change_key when that fetch happened
     last_success: float | None = None  # end of the latest SUCCEEDED run known
     history_wanted: bool = False  # a run may have ended unseen: read the run history
-    history_at: float | None = None  # monotonic time of the last history read
+    history_at: float | None = field(default=None, metadata=MONOTONIC)  # time of the last history read
     history_scan: HistoryScan | None = None  # a history read the budget cut short, resumed next
     status_error: tuple[str, str] | None = None  # (kind, message) of a failed status fetch, until one works
 
@@ -171,13 +178,85 @@ class ListingCursor:
 @dataclass
 class ClusterState:
     cluster: Cluster
-    jobs: dict[str, JobState] = field(default_factory=dict)
+    jobs: dict[str, JobState] = field(default_factory=dict, metadata=TRANSIENT)  # records of their own
     up: bool | None = None  # did the last job-list attempt work; None before the first
-    listed_at: float | None = None  # monotonic time the last complete list was read
-    listing: ListingCursor | None = None
+    listed_at: float | None = field(default=None, metadata=MONOTONIC)  # the last complete list read
+    listing: ListingCursor | None = field(default=None, metadata=TRANSIENT)  # starts over elsewhere
     list_error: str | None = None
     list_error_kind: str | None = None  # ``CdmError.kind`` of list_error ("throttled", "auth", ...)
-    unsupported: dict[str, float] = field(default_factory=dict)  # job type -> monotonic time refused
+    # job type -> when the cluster refused it
+    unsupported: dict[str, float] = field(default_factory=dict, metadata=MONOTONIC)
+
+    def stored(self) -> ClusterState:
+        """A copy of what a store keeps of this cluster (no jobs, no listing in progress)."""
+        return ClusterState(
+            self.cluster, up=self.up, listed_at=self.listed_at, list_error=self.list_error,
+            list_error_kind=self.list_error_kind, unsupported=dict(self.unsupported),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailure:
+    """A stored :class:`~cdm_exporter.api.errors.AuthError`: what its message and hint are made of."""
+
+    endpoint: Endpoint
+    message: str
+    status: int | None = None
+    code: str | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def of(cls, error: AuthError) -> AuthFailure:
+        return cls(error.endpoint, error.message, error.status, error.code, error.request_id)
+
+    def error(self) -> AuthError:
+        return AuthError(
+            self.endpoint, self.message, status=self.status, code=self.code, request_id=self.request_id
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """What a target knows beyond its clusters and jobs. ``where`` tells which project a stored
+    state belongs to: one stored for another project, region or endpoint is not taken over."""
+
+    where: tuple[str, str, str]  # project_id, region, endpoint
+    clusters_at: float | None = field(default=None, metadata=MONOTONIC)  # the last cluster list read
+    clusters_ok: bool | None = None
+    error: str | None = None
+    error_kind: str | None = None  # ``CdmError.kind`` of error
+    authenticated: bool | None = None
+    auth_error: AuthFailure | None = None  # a 401/403 in the last collection
+    # the credential itself was refused: not sent again before discovery_interval, after a
+    # restart too (CDM locks an access key after 5 failed signatures in a row)
+    refused_at: float | None = field(default=None, metadata=MONOTONIC)
+    throttled_at: float | None = None  # wall-clock time of the last 429 from CDM
+
+
+def job_record(job: JobState, clocks: Clocks) -> Record:
+    """``job`` as a state store keeps it: every field, versioned (:mod:`~cdm_exporter.polling.records`)."""
+    return to_record(job, clocks)
+
+
+def job_from_record(record: object, clocks: Clocks) -> JobState:
+    """The job a stored record holds; ``RecordError`` when it cannot be read."""
+    return from_record(JobState, record, clocks)
+
+
+def cluster_record(cluster: ClusterState, clocks: Clocks) -> Record:
+    return to_record(cluster, clocks)
+
+
+def cluster_from_record(record: object, clocks: Clocks) -> ClusterState:
+    return from_record(ClusterState, record, clocks)
+
+
+def target_record(target: TargetState, clocks: Clocks) -> Record:
+    return to_record(target, clocks)
+
+
+def target_from_record(record: object, clocks: Clocks) -> TargetState:
+    return from_record(TargetState, record, clocks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,15 +10,22 @@ place of a single poller.
 
 A reload keeps the API budget's buckets (what was spent stays spent; discovered projects draw from
 the same ones) and, when only the collection settings changed, each target's known state.
+
+With a state store (:mod:`cdm_exporter.polling.persistence`), what the targets knew is read back
+before the first scrape, written in the background, and the budget's windows live in the store;
+a ``projects`` target stores its discovery results and its projects' pollers' state as well. A
+replica that does not lead (Redis: another one holds the lease) does not poll: its scrapes serve
+the state the leader shares.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, wait
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import NamedTuple
 
 from cdm_exporter.api.endpoints import Policy
@@ -30,8 +37,10 @@ from cdm_exporter.polling.client_factory import (
     build_client,
     build_project_lister,
 )
-from cdm_exporter.polling.discovery import ProjectDiscovery
+from cdm_exporter.polling.discovery import DISCOVERY_KIND, ProjectDiscovery
+from cdm_exporter.polling.persistence import RecordItem, RecordKey, RecordSource, StateStore, StateSync
 from cdm_exporter.polling.poller import TargetPoller
+from cdm_exporter.polling.records import Record
 from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.state import TargetView
 from cdm_exporter.polling.telemetry import ApiTelemetry, TelemetrySnapshot
@@ -41,6 +50,13 @@ log = logging.getLogger(__name__)
 
 #: scrapes that may wait for one target's collection at the same time
 MAX_WAITERS_PER_TARGET = 4
+#: the kinds of record the targets store: their pollers' (``TargetPoller.records``) and project
+#: discovery's (``ProjectDiscovery.records``)
+POLLER_KINDS = frozenset({"target", "cluster", "job"})
+TARGET_KINDS = POLLER_KINDS | {DISCOVERY_KIND}
+#: with a state store, a leader that no scrape reached for this long polls on its own (replicas
+#: behind a Service: the scrapes may all go to a follower)
+IDLE_POLL_SECONDS = 30.0
 
 
 class UnknownTarget(KeyError):
@@ -87,6 +103,9 @@ class Exporter:
         mono: Callable[[], float] = time.monotonic,
         one_shot: bool = False,
         read_history: bool | None = None,
+        store: StateStore | None = None,
+        store_interval: float = 5.0,
+        record_sources: Mapping[str, RecordSource] | None = None,
     ) -> None:
         """``one_shot``: for ``check``, which collects once and reports what failed: it may spend a
         whole minute's budget at once, reads no run history (its report does not show the last
@@ -94,6 +113,7 @@ class Exporter:
         history part (``check --record`` reads it, so that a replay serves what ``serve`` needs)."""
         self._client_factory = client_factory
         self._lister_factory = lister_factory
+        self._store = store
         self._wall = wall
         self._mono = mono
         self._one_shot = one_shot
@@ -106,7 +126,19 @@ class Exporter:
         self._durations: dict[str | None, float] = {}
         self.collections = 0  # completed collect() calls, for /-/ready and tests
         self.config = config
+        self._last_collection: float | None = None
+        # a leader no scrape reached polls on its own, one collection at a time
+        self._idle_poll = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdm-idle-poll")
+        self._idle_polled: Future[None] | None = None
+        self._record_sources: dict[str, RecordSource] = {}
+        for kind, source in (record_sources or {}).items():
+            self.add_record_source(kind, source)
         self.apply(config)
+        self._sync: StateSync | None = None
+        if store is not None:
+            self._sync = StateSync(store, self, interval=store_interval, on_tick=self._poll_if_idle)
+            self._sync.restore()
+            self._sync.start()
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -117,7 +149,12 @@ class Exporter:
             budget = config.collection.budget_per_minute
             per_minute: dict[Policy, int] = {"job_status": budget.job_status, "common": budget.common}
             if self._budgets is None:
-                self._budgets = Budgets(per_minute, clock=self._mono, full_minute=self._one_shot)
+                self._budgets = Budgets(
+                    per_minute,
+                    clock=self._mono,
+                    full_minute=self._one_shot,
+                    windows=self._store.windows if self._store is not None else None,
+                )
             elif not same_collection:
                 # the same buckets at the new rates: fresh ones would forget the last minute's calls
                 self._budgets.set_per_minute(per_minute)
@@ -207,7 +244,7 @@ class Exporter:
         deadline = started + max(0.0, timeout)
         selected = self._select(targets)
         waiting: list[tuple[_Target, Future[None]]] = []
-        for target in selected:
+        for target in selected if self.polls else ():  # a follower serves the leader's shared state
             future = self._start_refresh(target, deadline)
             with self._lock:
                 if future is None or target.waiters >= MAX_WAITERS_PER_TARGET:
@@ -222,6 +259,76 @@ class Exporter:
                     target.waiters -= 1
                 self._durations[None if targets is None else ",".join(targets)] = self._mono() - started
                 self.collections += 1
+                self._last_collection = started
+
+    @property
+    def polls(self) -> bool:
+        """Whether this process polls the API (``cdm_exporter_leader``): it leads, or it is cut
+        off from the replicas' shared store and polls alone on its share of the budget."""
+        return self._store is None or self._store.role() != "follower"
+
+    def _poll_if_idle(self) -> None:
+        with self._lock:
+            last = self._last_collection
+        due = last is None or self._mono() - last >= IDLE_POLL_SECONDS
+        running = self._idle_polled is not None and not self._idle_polled.done()
+        if self.polls and not self._closed and due and not running:
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                timeout = self.config.collection.default_scrape_timeout
+                self._idle_polled = self._idle_poll.submit(self.collect, timeout)
+
+    # --- stored state --------------------------------------------------------------------------
+
+    def add_record_source(self, kind: str, source: RecordSource) -> None:
+        """Store more than the targets' state: ``source`` produces the records whose key starts
+        with ``kind`` and takes them back. Before the store is read, so at construction:
+        ``Exporter(..., record_sources={kind: source})``."""
+        if kind in TARGET_KINDS:
+            raise ValueError(f"{kind!r} records are the targets'")
+        self._record_sources[kind] = source
+
+    def records(self) -> Iterable[RecordItem]:
+        """Every target's records (a ``projects`` target's: its discovery results and its
+        projects' pollers'), and those of the other record sources, for the state store."""
+        for target in self._select(None):
+            yield from target.poller.records()
+        for source in list(self._record_sources.values()):
+            yield from source.records()
+
+    def restore(self, records: Mapping[RecordKey, Record | None], *, complete: bool) -> None:
+        """Hand stored records to their targets (``key[1]`` names the target; a discovered
+        project's poller is named ``<target>/<project>``), and other kinds to their record
+        sources."""
+        by_target: dict[str, dict[RecordKey, Record | None]] = {}
+        by_kind: dict[str, dict[RecordKey, Record | None]] = {}
+        for key, record in records.items():
+            if key[0] in TARGET_KINDS and len(key) >= 2:
+                by_target.setdefault(key[1], {})[key] = record
+            else:
+                by_kind.setdefault(key[0], {})[key] = record
+        for kind, source in list(self._record_sources.items()):
+            if kind in by_kind or complete:
+                source.restore(by_kind.get(kind, {}), complete=complete)
+        unreadable = 0
+        for target in self._select(None):
+            name = target.poller.target.name
+            if isinstance(target.poller, ProjectDiscovery):
+                prefix = name + "/"
+                mine = {
+                    key: record
+                    for owner, held in by_target.items()
+                    if owner == name or owner.startswith(prefix)
+                    for key, record in held.items()
+                }
+            else:
+                mine = by_target.get(name, {})
+            if mine or complete:
+                unreadable += target.poller.restore(mine, complete=complete)
+        if unreadable:
+            log.warning(
+                "stored records could not be read; what they held is fetched from the API again",
+                extra={"records": unreadable},
+            )
 
     def _start_refresh(self, target: _Target, deadline: float) -> Future[None] | None:
         if self._closed:
@@ -246,6 +353,8 @@ class Exporter:
             discoveries=tuple(
                 t.poller.discovery() for t in selected if isinstance(t.poller, ProjectDiscovery)
             ),
+            storage_up=None if self._store is None else self._store.up(),
+            leader=self.polls,
         )
 
     def ready(self) -> Readiness:
@@ -262,6 +371,12 @@ class Exporter:
         return Readiness(True, "ready", failing)
 
     def close(self) -> None:
+        """Stop polling; with a state store, write what is known one last time and close it."""
         self._closed = True
+        if self._sync is not None:
+            self._sync.stop()
+        self._idle_poll.shutdown(wait=False, cancel_futures=True)
         for target in self._select(None):
             target.poller.close()
+        if self._store is not None:
+            self._store.close()
