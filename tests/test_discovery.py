@@ -34,8 +34,10 @@ from cdm_exporter.api.errors import AuthError, NameNotResolved, NotFound, Server
 from cdm_exporter.cli import cli
 from cdm_exporter.config import BudgetConfig, CollectionConfig, Config, parse_config
 from cdm_exporter.polling.discovery import FORBIDDEN, NOT_OFFERED, unavailable_reason
+from cdm_exporter.polling.state import TargetView
 from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
+from cdm_exporter.storage.file_store import FileStore
 
 #: three projects in two regions: cn-north-4 and its sub-project with CDM, ap-southeast-3 without
 ACCOUNT: dict[str, Any] = {"extra_projects": ("cn-north-4_dev",), "regions_without_cdm": ("ap-southeast-3",)}
@@ -588,3 +590,54 @@ def test_a_region_whose_endpoint_does_not_resolve_is_set_aside(
 )
 def test_which_first_failures_set_a_project_aside(error: Exception, reason: str | None) -> None:
     assert unavailable_reason(error) == reason  # type: ignore[arg-type]
+
+
+def test_a_restarted_projects_target_serves_its_projects_from_the_state_file(
+    manual_clock: ManualClock, tmp_path: Path
+) -> None:
+    """With ``--storage.path``, the discovery results and every discovered project's state are
+    stored: a restarted exporter serves the same projects (a set-aside one still set aside) with
+    their jobs before it sends a single call, IAM's project list included."""
+    settings = SimulatorSettings(clusters=2, jobs=4, rate_limit=0, clock=manual_clock, **ACCOUNT)
+    path = tmp_path / "state.db"
+    with Simulator(settings) as sim:
+        config = discovery_config(sim, "aksk", unavailable_recheck_interval="1h")
+        first = Exporter(
+            config, wall=manual_clock, mono=manual_clock, store=FileStore(path), store_interval=0.1
+        )
+
+        def listed() -> bool:
+            first.collect(10.0)
+            manual_clock.advance(5.0)
+            up = [v for v in first.snapshot().targets if v.unavailable is None]
+            return len(up) == 2 and all(c.jobs for v in up for c in v.clusters)
+
+        try:
+            wait_until(listed, 120, "the projects' jobs were never listed")
+            known = first.snapshot()
+        finally:
+            first.close()  # the last write
+        calls = sim.stats.count()
+        second = Exporter(
+            config, wall=manual_clock, mono=manual_clock, store=FileStore(path), store_interval=0.1
+        )
+        try:
+            restored = second.snapshot()
+            assert sim.stats.count() == calls  # nothing asked of the API yet
+
+            def clusters_of(view: TargetView) -> list[tuple[str, int]]:
+                return sorted((c.cluster.id, len(c.jobs)) for c in view.clusters)
+
+            def seen(views: tuple[TargetView, ...]) -> set[tuple[object, ...]]:
+                return {
+                    (v.name, v.project_id, v.project_name, v.unavailable, v.up, *clusters_of(v))
+                    for v in views
+                }
+
+            assert seen(restored.targets) == seen(known.targets)
+            assert {v.unavailable for v in restored.targets} == {None, NOT_OFFERED}
+            assert [d.selected for d in restored.discoveries] == [3]
+            second.collect(10.0)  # the listing is recent: the known projects are polled, not listed
+            assert sim.stats.count("iam_projects") == 1
+        finally:
+            second.close()

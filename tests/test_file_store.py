@@ -299,7 +299,7 @@ def test_a_record_that_cannot_be_read_costs_only_itself(path: Path, caplog: pyte
 
 
 class Discovered:
-    """A record source beside the pollers (what project discovery plugs in)."""
+    """A record source beside the targets (project discovery's results are the targets' own)."""
 
     def __init__(self, projects: dict[str, str]) -> None:
         self.projects = projects
@@ -307,7 +307,7 @@ class Discovered:
 
     def records(self) -> list[tuple[tuple[str, ...], object, Callable[[], dict[str, object]]]]:
         return [
-            (("discovery", "sim", pid), name, partial(lambda n: {"v": 1, "name": n}, name))
+            (("found", "sim", pid), name, partial(lambda n: {"v": 1, "name": n}, name))
             for pid, name in self.projects.items()
         ]
 
@@ -319,17 +319,15 @@ def test_another_record_source_is_stored_and_restored_beside_the_pollers(path: P
     with Simulator(SimulatorSettings(clusters=1, jobs=2, rate_limit=0)) as sim:
         config = Config(targets=(sim_target(sim),))
         found = Discovered({"p1": "cn-north-4", "p2": "cn-north-4_dev"})
-        first = Exporter(
-            config, store=open_store(path), store_interval=0.2, record_sources={"discovery": found}
-        )
+        first = Exporter(config, store=open_store(path), store_interval=0.2, record_sources={"found": found})
         first.collect(5.0)
         first.close()
         again = Discovered({})
-        second = Exporter(
-            config, store=open_store(path), store_interval=0.2, record_sources={"discovery": again}
-        )
+        second = Exporter(config, store=open_store(path), store_interval=0.2, record_sources={"found": again})
         try:
             assert again.restored == found.projects
             assert jobs_of(second)  # and the pollers' own records still went to the pollers
         finally:
             second.close()
+    with pytest.raises(ValueError, match="targets'"):  # a kind the targets store is theirs
+        Exporter(config, record_sources={"discovery": Discovered({})})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import pytest
 
+from cdm_exporter.api.errors import AuthError
 from cdm_exporter.api.models import Cluster, Counters, JobSummary, Submission
 from cdm_exporter.polling.history import HistoryScan
 from cdm_exporter.polling.records import (
@@ -19,6 +20,7 @@ from cdm_exporter.polling.records import (
     to_record,
 )
 from cdm_exporter.polling.state import (
+    AuthFailure,
     ClusterState,
     JobState,
     TargetState,
@@ -70,6 +72,7 @@ def full_job() -> JobState:
         history_wanted=True,
         history_at=470.0,  # 30 s ago on this process's monotonic clock
         history_scan=HistoryScan(page_no=3, last_success=1.5, previous_ids=(7, None)),
+        status_error=("server", "job_status HTTP 503: busy"),
     )
 
 
@@ -82,6 +85,29 @@ def test_a_job_comes_back_whole_through_json() -> None:
     assert isinstance(back.fetched_key, tuple) and isinstance(back.history_scan, HistoryScan)
     assert back.latest is not None
     assert back.latest.counters == Counters(rows_read=10, rows_written=9, bytes_written=1234)
+
+
+def test_every_field_of_a_job_is_stored_or_deliberately_transient() -> None:
+    """A field added to JobState must be set in full_job (so the round trip above covers it) or
+    marked TRANSIENT: neither a field silently lost at a restart nor one never tried."""
+    job, default = full_job(), JobState(cluster_id="c1", summary=full_job().summary)
+    record = job_record(job, HERE)
+    for item in fields(JobState):
+        if item.metadata.get("transient"):
+            assert item.name not in record, item.name
+            continue
+        assert getattr(job, item.name) != getattr(default, item.name) or item.name in (
+            "cluster_id",
+            "summary",
+        ), f"full_job() leaves JobState.{item.name} at its default: set it, or mark it TRANSIENT"
+        assert item.name in record, item.name
+
+
+def test_a_status_error_and_a_list_error_kind_come_back() -> None:
+    back = job_from_record(json.loads(json.dumps(job_record(full_job(), HERE))), THERE)
+    assert back.status_error == ("server", "job_status HTTP 503: busy")
+    cluster = ClusterState(Cluster("c1", "one", "200"), up=False, list_error="x", list_error_kind="throttled")
+    assert cluster_from_record(cluster_record(cluster, HERE), HERE).list_error_kind == "throttled"
 
 
 def test_monotonic_times_are_stored_as_wall_clock_and_read_onto_the_readers_clock() -> None:
@@ -113,6 +139,28 @@ def test_a_target_record_says_which_project_it_belongs_to() -> None:
     target = TargetState(("p" * 32, "cn-north-4", "https://cdm"), clusters_at=490.0, clusters_ok=True)
     back = target_from_record(json.loads(json.dumps(target_record(target, HERE))), HERE)
     assert back.where == target.where and back.clusters_ok is True
+
+
+def test_a_refused_credential_stays_refused_after_a_restart() -> None:
+    """The refusal, its kind and its hint's facts come back; the time it happened is moved onto the
+    reader's clock, so a restarted process does not resend the credential early."""
+    error = AuthError("list_clusters", "bad signature", status=401, code="APIGW.0301", request_id="r1")
+    target = TargetState(
+        ("p" * 32, "cn-north-4", "https://cdm"),
+        clusters_ok=False,
+        error=str(error),
+        error_kind="auth",
+        authenticated=False,
+        auth_error=AuthFailure.of(error),
+        refused_at=490.0,  # 10 s ago here
+        throttled_at=1_699_999_990.0,
+    )
+    back = target_from_record(json.loads(json.dumps(target_record(target, HERE))), THERE)
+    assert back.refused_at == pytest.approx(40.0 - 110.0)
+    assert back.auth_error is not None
+    again = back.auth_error.error()
+    assert isinstance(again, AuthError) and str(again) == str(error) and again.status == 401
+    assert (back.error_kind, back.authenticated, back.throttled_at) == ("auth", False, 1_699_999_990.0)
 
 
 @dataclass(frozen=True)
