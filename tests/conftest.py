@@ -7,11 +7,14 @@
 * ``manual_clock``: a :class:`ManualClock` starting at the real current time (so AK/SK
   signatures, checked against the wall clock, still verify);
 * ``exporter_server``: one :class:`ExporterServer` per test module, serving whichever exporter
-  a test mounts.
+  a test mounts;
+* ``restore_logging`` (autouse): the root logger as pytest left it after every test, so that a
+  command run in-process (``check --log.level debug``) does not change what later tests log.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -55,3 +58,17 @@ def exporter_server() -> Iterator[ExporterServer]:
     server = ExporterServer()
     yield server
     server.close()
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Every test may reconfigure the root logger; put it back as pytest left it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    filters = {h: list(h.filters) for h in handlers}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for handler, kept in filters.items():
+        handler.filters[:] = kept
+    logging.captureWarnings(False)

@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
 
 import pytest
 
@@ -39,20 +38,6 @@ HOSTILE = [
     "key=value",
     "%s %d %(name)s",  # format directives in a message logged without args
 ]
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """Every test may reconfigure the root logger; put it back as pytest left it."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    filters = {h: list(h.filters) for h in handlers}
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for handler, kept in filters.items():
-        handler.filters[:] = kept
-    logging.captureWarnings(False)
 
 
 def emit(fmt: str, *messages: str, level: str = "debug", **extra: object) -> str:
