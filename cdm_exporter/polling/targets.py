@@ -2,6 +2,8 @@
 
 ``collect()`` refreshes the targets in parallel within a deadline; each target's refresh is a
 single flight, so concurrent scrapes (``/metrics`` and ``/probe`` alike) share one collection.
+A reload keeps the pollers of unchanged targets; a changed target's new poller adopts what the old
+one knew of each job, so run counters go on across reloads.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class Exporter:
                     new[target.name] = kept
                 else:
                     new[target.name] = self._make_target(target, config.collection, self._budgets)
+                    if kept is not None:  # what the old poller knew of each job goes on
+                        new[target.name].poller.adopt(kept.poller)
             closing = [t for name, t in old.items() if new.get(name) is not t]
             self._targets = new
             self._collection = config.collection
