@@ -96,6 +96,12 @@ CONTRACT: dict[str, frozenset[str]] = {
     "cdm_exporter_build_info": frozenset({"version"}),
     # Added to the first version of the contract, for the dashboard.
     "cdm_api_budget_remaining": frozenset({"project_id", "region", "policy"}),
+    # Run history (issue 15).
+    "cdm_job_runs_total": JOB_IDS,
+    "cdm_job_run_failures_total": JOB_IDS,
+    "cdm_job_last_run_duration_seconds": JOB_IDS,
+    "cdm_job_last_failure_timestamp_seconds": JOB_IDS,
+    "cdm_job_history_timestamp_seconds": JOB_IDS,
 }
 TARGET_LABELS = frozenset({"instance", "job"})
 # Series Prometheus itself writes; None = any label.
