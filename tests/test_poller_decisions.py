@@ -216,6 +216,35 @@ def runs_of(*pairs: int | str) -> list[Submission]:
     return [run("job", int(i), str(s), 1000.0 * int(i)) for i, s in zip(ids, statuses, strict=True)]
 
 
+def test_a_run_the_list_shows_ended_is_counted_from_the_history_when_no_status_read_reaches_it(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    """Running jobs take the status calls first; a run that ended is then counted from the run
+    history (the common budget) instead of waiting for one. With status calls to spare, the status
+    read counts it and the history is not read (test_the_history_is_read_when_a_run_ended_unseen)."""
+    api = FakeApi()
+    history = [run("job", 1, "RUNNING")]
+    api.history["job"] = history
+    api.put(summary("job", "RUNNING"), history[0])
+    harness = make_harness(api)
+    harness.collect()
+    harness.collect(advance=60.0)  # the first sight's history read (for a last success)
+    assert counts(harness) == (0, 0)
+    history[:] = [run("job", 1, "FAILED")]
+    api.put(summary("job", "FAILED"), history[0])
+    steps = []
+    for advance in (60.0, 15.0, 60.0):
+        harness.clock.advance(advance)
+        harness.leave("job_status", 0)  # every status call taken by running jobs
+        calls = harness.collect()
+        steps.append((fetched(calls, "job_status"), fetched(calls, "submissions"), counts(harness)))
+    assert steps == [
+        ([], [], (0, 0)),  # the list shows the run ended; no status call reaches it
+        ([], ["job"], (1, 1)),  # counted from the history
+        ([], [], (1, 1)),  # which accounted for what the list said: not read again
+    ]
+
+
 def test_runs_before_the_first_sight_are_not_counted(make_harness: Callable[..., PollerHarness]) -> None:
     api = FakeApi()
     api.history["job"] = runs_of(*(x for i in range(30, 0, -1) for x in (i, "FAILED")))

@@ -62,18 +62,25 @@ class HistoryScan:
     lowest_active: int | None = None  # the lowest id of an unsettled run read while still active
     reached: bool = False  # a run at or below the tally's settled id was read while newest first
     success_known: bool = False  # the last success was known before: a newer one is above settled
+    list_key: tuple[object, ...] | None = None  # the job list entry's change key when the scan began
 
     @classmethod
-    def begin(cls, newest: Submission | None, *, success_known: bool) -> HistoryScan:
+    def begin(
+        cls,
+        newest: Submission | None,
+        *,
+        success_known: bool,
+        list_key: tuple[object, ...] | None = None,
+    ) -> HistoryScan:
         """A scan of a job whose status showed ``newest`` last: a history read from now on holds
         every run up to it (one the job keeps), so a scan that ends covers them. ``success_known``:
         the job's last success is known as of its settled runs (an earlier scan finished, or a
-        success was seen)."""
+        success was seen). ``list_key``: what the job list said then, which the scan accounts for."""
         sid = newest.submission_id if newest is not None else None
         if sid is None or newest is None:
-            return cls(success_known=success_known)
+            return cls(success_known=success_known, list_key=list_key)
         top = sid if newest.status not in ACTIVE_STATUSES else sid - 1
-        return cls(known_top=top, success_known=success_known)
+        return cls(known_top=top, success_known=success_known, list_key=list_key)
 
     def read(self, page: SubmissionPage, job_name: str, settled: int | None) -> HistoryScan:
         """The scan after reading ``page`` (the one numbered :attr:`page_no`) of ``job_name``'s

@@ -11,7 +11,9 @@ Each collection (docs/architecture.md, "Polling within the API budget"):
    their last fetch, then the oldest-refreshed rest, as far as the budget and the deadline allow
    (:mod:`cdm_exporter.polling.schedule`);
 4. reads the run history of a job only when a run may have ended unseen, for its last success
-   and its run counts (``run_counts``), page by page until both are known (``history``);
+   and its run counts (``run_counts``), page by page until both are known (``history``): when
+   a status read shows runs were skipped, or when the job list shows a run ended that no status
+   read of the collection reached (the status budget goes to running jobs first);
 5. keeps everything else as last known, and forgets jobs and clusters that no longer exist.
 
 A reload that replaces a target's poller hands the new one what the old one knew of each job
@@ -135,6 +137,7 @@ class TargetPoller:
         self._wait(
             self._start_status_fetches(deadline) + self._start_history_reads(histories, deadline), deadline
         )
+        self._want_histories_of_unread_ends()
 
     def _wait(self, futures: list[Future[None]], deadline: float) -> None:
         if futures:
@@ -471,6 +474,16 @@ class TargetPoller:
 
     # --- 4. run history (last success, run counts) ---------------------------------------------
 
+    def _want_histories_of_unread_ends(self) -> None:
+        """Jobs whose list entry tells of a run that ended, which this collection's status reads did
+        not reach, want their history: the run is counted from it (a ``common`` call) rather than
+        waiting for a status call, which running jobs take first."""
+        with self._lock:
+            for cluster in self._clusters.values():
+                for name, job in cluster.jobs.items():
+                    if not job.history_wanted and job.ended_unread:
+                        cluster.jobs[name] = replace(job, history_wanted=True)
+
     def _histories_due(self) -> list[JobState]:
         """Jobs whose run history is to be read now, the one read longest ago first."""
         now = self._mono()
@@ -510,7 +523,9 @@ class TargetPoller:
             if job is None:
                 return
             success_known = job.last_success is not None or job.history_read_at is not None
-            scan = job.history_scan or HistoryScan.begin(job.latest, success_known=success_known)
+            scan = job.history_scan or HistoryScan.begin(
+                job.latest, success_known=success_known, list_key=job.summary.change_key
+            )
         started = self._mono()
         while not scan.done:
             timeout = self._timeout(deadline)
@@ -568,6 +583,7 @@ class TargetPoller:
                     history_wanted=tally is not None and tally.gap(newest),
                     history_at=started,
                     history_read_at=self._wall(),
+                    history_key=scan.list_key,
                     history_scan=None,
                 )
             self._clusters[cluster_id].jobs[job_name] = new

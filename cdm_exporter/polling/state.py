@@ -24,7 +24,7 @@ from cdm_exporter.api.models import (
 )
 from cdm_exporter.api.paging import JobListPaging
 from cdm_exporter.polling.history import HistoryScan
-from cdm_exporter.polling.run_counts import RunTally, run_ended
+from cdm_exporter.polling.run_counts import NOT_RUN, RunTally, run_ended
 
 
 class JobInfo(NamedTuple):
@@ -61,6 +61,7 @@ class JobState:
     history_wanted: bool = False  # a run may have ended unseen: read the run history
     history_at: float | None = None  # monotonic time of the last history read
     history_read_at: float | None = None  # wall-clock time the last history read finished
+    history_key: tuple[object, ...] | None = None  # summary.change_key when that read began
     history_scan: HistoryScan | None = None  # a history read the budget cut short, resumed next
 
     @property
@@ -97,6 +98,28 @@ class JobState:
             # list): changed only once its list entry moves on
             return self.refreshed_at is None or self.fetched_key != self.summary.change_key
         return not self.latest_is_current
+
+    @property
+    def ended_unread(self) -> bool:
+        """Whether the list entry tells of a run that ended after the fetched run was read, which
+        no history read has looked at since: a newer run started (so the one fetched ended, and
+        maybe more), or the run fetched active has ended. Only for a job whose runs are counted."""
+        summary, run = self.summary, self.latest
+        started = summary.execute_start_date
+        if self.tally is None or started is None or summary.change_key == self.history_key:
+            return False
+        listed_ended = summary.status is not None and summary.status.upper() not in (
+            *ACTIVE_STATUSES,
+            *NOT_RUN,
+        )
+        if run is None:
+            return listed_ended  # the job's first run, ended
+        fetched_start = run.execute_date or run.creation_date
+        if fetched_start is None:
+            return False
+        if started > fetched_start + 1.0:
+            return True
+        return run.status in ACTIVE_STATUSES and listed_ended
 
     @property
     def current_run(self) -> Submission | None:
