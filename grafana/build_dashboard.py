@@ -402,6 +402,8 @@ def job_table(y: int) -> Json:
         ("G", f"time() - max by ({JOB_KEY}) (cdm_job_last_success_timestamp_seconds{{{JOB}}})"),
         ("H", f"max by ({JOB_KEY}, error_summary) (cdm_job_error_info{{{JOB}}})"),
         ("I", f"max by ({JOB_KEY}, job_type, execute_auto) (cdm_job_info{{{JOB}}})"),
+        ("J", f"max by ({JOB_KEY}) (cluster_job:cdm_job_runs:increase1d{{{JOB}}})"),
+        ("K", f"max by ({JOB_KEY}) (cluster_job:cdm_job_run_failures:increase1d{{{JOB}}})"),
     ]
     rename = {
         "cluster_name": "Cluster",
@@ -415,6 +417,8 @@ def job_table(y: int) -> Json:
         "Value #E": "Bytes written",
         "Value #F": "Last run started",
         "Value #G": "Since last success",
+        "Value #J": "Runs (1 d)",
+        "Value #K": "Failed (1 d)",
         "error_summary": "Last error",
     }
     return panel(
@@ -423,7 +427,9 @@ def job_table(y: int) -> Json:
         "Jobs",
         "One row per job: status and progress of the latest run, its rows and bytes (counters of the latest "
         "run, absent while the API does not report them), when it started, the time since the job last "
-        "succeeded and the error summary of a FAILED run (cdm-exporter check shows the full error). The "
+        "succeeded, its runs and failed runs over the last day (each run counted once, whether the exporter "
+        "saw it end or found it in the run history) and the error summary of a FAILED run (cdm-exporter "
+        "check shows the full error). The "
         "queries are joined on cluster_id, cluster_name and job_name by the Merge transformation.",
         (0, y, 24, 10),
         targets=[target(ref, expr, instant=True, table=True) for ref, expr in queries],
@@ -453,6 +459,15 @@ def job_table(y: int) -> Json:
                 ("thresholds", thresholds((None, "green"), (93600, "orange"), (172800, "red"))),
                 cell("color-text"),
             ),
+            by_name("Runs (1 d)", ("unit", "short"), ("decimals", 0)),
+            by_name(
+                "Failed (1 d)",
+                ("unit", "short"),
+                ("decimals", 0),
+                ("color", {"mode": "thresholds"}),
+                ("thresholds", thresholds((None, "green"), (0.5, "red"))),
+                cell("color-text"),
+            ),
             by_name("Last error", ("custom.inspect", True), ("custom.minWidth", 300)),
             by_name("Job", ("custom.minWidth", 160)),
         ],
@@ -478,6 +493,8 @@ def job_table(y: int) -> Json:
                     "Value #E",
                     "Value #F",
                     "Value #G",
+                    "Value #J",
+                    "Value #K",
                     "error_summary",
                 ],
                 rename=rename,
@@ -579,6 +596,182 @@ def jobs(y: int) -> list[Json]:
         rows,
         written_bytes,
         timeline,
+    ]
+
+
+def run_history(y: int) -> list[Json]:
+    """Runs, failures, failure ratios and run durations from the run counters (cdm_job_runs_total,
+    cdm_job_run_failures_total) and cdm_job_last_run_duration_seconds, per job and per cluster."""
+    per_job = "{{cluster_name}} / {{job_name}}"
+
+    def by_job(metric: str) -> str:
+        # one value per job, however many exporter replicas export it
+        return f"max by ({JOB_KEY}) ({metric}{{{JOB}}})"
+
+    runs_per_cluster = panel(
+        41,
+        "timeseries",
+        "Runs and failures per day, per cluster",
+        "Runs that ended over the last 24 hours in each selected cluster, and how many of them failed "
+        "(FAILED or FAILURE_ON_SUBMIT). From the exporter's run counters, in which every run counts once, "
+        "whether the exporter saw it end or found it in the run history afterwards (recording rules "
+        "cluster_job:cdm_job_runs:increase1d and cluster_job:cdm_job_run_failures:increase1d).",
+        (0, y + 1, 8, 8),
+        targets=[
+            target(
+                "A",
+                f"sum by (cluster_name) ({by_job('cluster_job:cdm_job_runs:increase1d')})",
+                "runs {{cluster_name}}",
+            ),
+            target(
+                "B",
+                f"sum by (cluster_name) ({by_job('cluster_job:cdm_job_run_failures:increase1d')})",
+                "failed {{cluster_name}}",
+            ),
+        ],
+        defaults=timeseries_defaults("short", axisLabel="runs per day"),
+        overrides=[
+            {
+                "matcher": {"id": "byRegexp", "options": "failed .*"},
+                "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}}],
+            }
+        ],
+        options=timeseries_options(),
+    )
+    runs_per_job = panel(
+        42,
+        "timeseries",
+        "Runs per day, per job",
+        "Runs of each selected job that ended over the last 24 hours (recording rule "
+        "cluster_job:cdm_job_runs:increase1d). A scheduled job's line drops when a run did not happen.",
+        (8, y + 1, 8, 8),
+        targets=[
+            target(
+                "A",
+                f"max by (cluster_name, job_name) ({by_job('cluster_job:cdm_job_runs:increase1d')})",
+                per_job,
+            )
+        ],
+        defaults=timeseries_defaults("short", axisLabel="runs per day"),
+        options=timeseries_options(),
+    )
+    failures_per_job = panel(
+        43,
+        "timeseries",
+        "Failed runs per day, per job",
+        "Runs of each selected job that ended FAILED or FAILURE_ON_SUBMIT over the last 24 hours "
+        "(recording rule cluster_job:cdm_job_run_failures:increase1d).",
+        (16, y + 1, 8, 8),
+        targets=[
+            target(
+                "A",
+                f"max by (cluster_name, job_name) ({by_job('cluster_job:cdm_job_run_failures:increase1d')})",
+                per_job,
+            )
+        ],
+        defaults=timeseries_defaults("short", axisLabel="failed runs per day"),
+        options=timeseries_options(),
+    )
+    ratio_per_job = panel(
+        44,
+        "timeseries",
+        "Failure ratio per job",
+        "Share of each selected job's runs that failed, over the last day (1d) and the last 7 days (7d); "
+        "no line while no run of the job ended in the window. Above the job's threshold (0.25 by default, "
+        "the dashed line) with at least 3 runs in the day, CdmJobFailureRatioHigh fires.",
+        (0, y + 9, 8, 8),
+        targets=[
+            target(
+                "A",
+                f"max by (cluster_name, job_name) "
+                f"({by_job('cluster_job:cdm_job_run_failures_per_run:ratio1d')})",
+                "1d {{cluster_name}} / {{job_name}}",
+            ),
+            target(
+                "B",
+                f"max by (cluster_name, job_name) "
+                f"({by_job('cluster_job:cdm_job_run_failures_per_run:ratio7d')})",
+                "7d {{cluster_name}} / {{job_name}}",
+            ),
+        ],
+        defaults={
+            **timeseries_defaults("percentunit", thresholdsStyle={"mode": "dashed"}),
+            **threshold_line(0.25),
+            "max": 1,
+        },
+        options=timeseries_options(),
+    )
+    ratio_per_cluster = panel(
+        45,
+        "timeseries",
+        "Failure ratio per cluster",
+        "Share of the runs of the selected jobs of each cluster that failed over the last day: failed "
+        "runs over runs, summed over the cluster's jobs; no line while none ended.",
+        (8, y + 9, 8, 8),
+        targets=[
+            target(
+                "A",
+                f"sum by (cluster_name) ({by_job('cluster_job:cdm_job_run_failures:increase1d')}) "
+                f"/ (sum by (cluster_name) ({by_job('cluster_job:cdm_job_runs:increase1d')}) > 0)",
+                "{{cluster_name}}",
+            )
+        ],
+        defaults={**timeseries_defaults("percentunit"), "max": 1},
+        options=timeseries_options(),
+    )
+    duration_per_cluster = panel(
+        46,
+        "timeseries",
+        "Last run duration per cluster",
+        "Duration (start to end) of the latest ended run of each selected job, the longest and the median "
+        "per cluster (cdm_job_last_run_duration_seconds).",
+        (16, y + 9, 8, 8),
+        targets=[
+            target(
+                "A",
+                f"max by (cluster_name) ({by_job('cdm_job_last_run_duration_seconds')})",
+                "longest {{cluster_name}}",
+            ),
+            target(
+                "B",
+                f"quantile by (cluster_name) (0.5, {by_job('cdm_job_last_run_duration_seconds')})",
+                "median {{cluster_name}}",
+            ),
+        ],
+        defaults=timeseries_defaults("s"),
+        options=timeseries_options(),
+    )
+    duration_per_job = panel(
+        47,
+        "timeseries",
+        "Last run duration per job",
+        "Duration (start to end) of each selected job's latest ended run, as it changes from run to run: "
+        "a job getting slower shows as a rising step line (cdm_job_last_run_duration_seconds).",
+        (0, y + 17, 24, 8),
+        targets=[
+            target(
+                "A",
+                f"max by (cluster_name, job_name) ({by_job('cdm_job_last_run_duration_seconds')})",
+                per_job,
+            )
+        ],
+        defaults=timeseries_defaults("s", lineInterpolation="stepAfter"),
+        options=timeseries_options("table"),
+    )
+    return [
+        row(
+            40,
+            "Run history",
+            "How often each job runs and fails, and how long its runs take, from the run counters.",
+            y,
+        ),
+        runs_per_cluster,
+        runs_per_job,
+        failures_per_job,
+        ratio_per_job,
+        ratio_per_cluster,
+        duration_per_cluster,
+        duration_per_job,
     ]
 
 
@@ -965,7 +1158,7 @@ def templating() -> Json:
 
 
 def build() -> Json:
-    panels = [*overview(1), *jobs(7), *clusters(36), *exporter(44)]
+    panels = [*overview(1), *jobs(7), *run_history(36), *clusters(61), *exporter(69)]
     return {
         "annotations": {
             "list": [

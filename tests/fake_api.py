@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from cdm_exporter.api.client import SUBMISSIONS_DEFAULT_PAGE_SIZE as HISTORY_PAGE_SIZE
 from cdm_exporter.api.endpoints import Endpoint, Policy
-from cdm_exporter.api.errors import NotFound
+from cdm_exporter.api.errors import CdmError, NotFound
 from cdm_exporter.api.models import Cluster, JobPage, JobSummary, Submission, SubmissionPage
 from cdm_exporter.api.paging import JOB_PAGE_SIZE
 from cdm_exporter.api.secret import Secret
@@ -68,6 +68,7 @@ class FakeApi:
     runs: dict[str, Submission] = field(default_factory=dict)  # job -> the run /status shows
     history: dict[str, list[Submission]] = field(default_factory=dict)  # job -> ShowSubmissions
     pages: dict[str, list[JobPage]] = field(default_factory=dict)  # job type -> hand-made pages
+    history_error: CdmError | None = None  # what every history page answers instead, when set
     calls: list[Call] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -112,6 +113,8 @@ class FakeApi:
         self, cluster_id: str, job_name: str, page_no: int = 1, *, timeout: float | None = None
     ) -> SubmissionPage:
         self._record(Call("submissions", cluster_id, job_name, page_no))
+        if self.history_error is not None:
+            raise self.history_error
         runs = self.history.get(job_name, [])
         page = runs[(page_no - 1) * HISTORY_PAGE_SIZE : page_no * HISTORY_PAGE_SIZE]
         return SubmissionPage(tuple(page), len(runs), page_no, HISTORY_PAGE_SIZE)

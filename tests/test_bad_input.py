@@ -36,6 +36,7 @@ from sim_targets import sim_target
 from cdm_exporter.api import models
 from cdm_exporter.config import CollectionConfig, Config
 from cdm_exporter.metrics.collector import MAX_LABEL_VALUE, CdmCollector, label_value
+from cdm_exporter.polling.run_counts import tally_after_status
 from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.state import ClusterView, JobState, TargetView
 from cdm_exporter.polling.targets import Exporter
@@ -181,18 +182,17 @@ def build_view(data: dict[str, Any], index: int) -> TargetView:
     jobs: dict[str, JobState] = {}
     for summary in page.jobs if page is not None else ():
         run = models.latest([r for r in runs if r.job_name == summary.name] or runs)
-        successes = [r.last_update_date for r in history if r.status == "SUCCEEDED" and r.last_update_date]
-        jobs.setdefault(
-            summary.name,
-            JobState(
-                cluster_id=cluster.id,
-                summary=summary,
-                latest=run,
-                refreshed_at=data["refreshed"],
-                fetched_key=summary.change_key if len(jobs) % 2 == 0 else None,
-                last_success=max(successes, default=None),
-            ),
+        tally = tally_after_status(None, run, data["refreshed"])
+        job = JobState(
+            cluster_id=cluster.id,
+            summary=summary,
+            latest=run,
+            refreshed_at=data["refreshed"],
+            fetched_key=summary.change_key if len(jobs) % 2 == 0 else None,
+            tally=tally.observe(history) if tally is not None else None,
+            history_read_at=data["refreshed"],
         )
+        jobs.setdefault(summary.name, job.with_ended_runs(history))
     views = tuple(
         ClusterView(c, data["up"], tuple(jobs.values()) if c is cluster else (), None)
         for c in clusters or [cluster]

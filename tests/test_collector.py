@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from cdm_exporter import __version__
 from cdm_exporter.api.models import JOB_STATUSES, Cluster, JobSummary, Submission, latest, parse_submissions
 from cdm_exporter.metrics.collector import MAX_LABEL_VALUE, CdmCollector, label_value
+from cdm_exporter.polling.run_counts import RunTally
 from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.state import ClusterView, DiscoveryView, JobState, TargetView
 from cdm_exporter.polling.telemetry import ApiTelemetry, TelemetrySnapshot
@@ -277,3 +278,47 @@ def test_a_discovered_projects_long_name_is_cut_like_every_api_label() -> None:
     }
     assert names == {label_value(long_name), "cn-north-4"}
     assert len(label_value(long_name)) == MAX_LABEL_VALUE
+
+
+RUN_SERIES = (
+    "cdm_job_runs_total",
+    "cdm_job_run_failures_total",
+    "cdm_job_last_run_duration_seconds",
+    "cdm_job_last_failure_timestamp_seconds",
+    "cdm_job_history_timestamp_seconds",
+)
+
+
+def test_run_counts_duration_last_failure_and_history_read() -> None:
+    failed = Submission(
+        "nightly", status="FAILED", submission_id=9, execute_date=1000.0, last_update_date=1450.0
+    )
+    job = JobState(
+        cluster_id="c-1",
+        summary=JobSummary(name="nightly"),
+        latest=failed,
+        tally=RunTally(since=100.0, settled=9, runs=12, failures=4),
+        history_read_at=2000.0,
+    ).with_ended_runs([failed])
+    reg = registry_for(job)
+    labels = {**IDS, "job_name": "nightly"}
+    got = {name: value(reg, name, **labels) for name in RUN_SERIES}
+    assert got == {
+        "cdm_job_runs_total": 12,
+        "cdm_job_run_failures_total": 4,
+        "cdm_job_last_run_duration_seconds": 450.0,
+        "cdm_job_last_failure_timestamp_seconds": 1450.0,
+        "cdm_job_history_timestamp_seconds": 2000.0,
+    }
+    text = generate_latest(reg).decode()
+    assert "# TYPE cdm_job_runs_total counter" in text
+    assert "cdm_job_runs_created" not in text  # no _created: the counter's start is not a fact we have
+
+
+def test_no_run_series_before_the_job_was_read() -> None:
+    """A job known only from the list has no counts yet (a 0 would claim a baseline), and a job
+    whose history was never read has no history timestamp."""
+    reg = registry_for(JobState(cluster_id="c-1", summary=JobSummary(name="listed", status="SUCCEEDED")))
+    labels = {**IDS, "job_name": "listed"}
+    assert value(reg, "cdm_job_status", **labels, status="SUCCEEDED") == 1
+    assert {name: value(reg, name, **labels) for name in RUN_SERIES} == dict.fromkeys(RUN_SERIES)

@@ -103,6 +103,12 @@ CONTRACT: dict[str, frozenset[str]] = {
     # The state store (file or Redis) and which replica polls.
     "cdm_exporter_storage_up": frozenset(),
     "cdm_exporter_leader": frozenset(),
+    # Run history (issue 15).
+    "cdm_job_runs_total": JOB_IDS,
+    "cdm_job_run_failures_total": JOB_IDS,
+    "cdm_job_last_run_duration_seconds": JOB_IDS,
+    "cdm_job_last_failure_timestamp_seconds": JOB_IDS,
+    "cdm_job_history_timestamp_seconds": JOB_IDS,
 }
 TARGET_LABELS = frozenset({"instance", "job"})
 # Series Prometheus itself writes; None = any label.
@@ -120,10 +126,17 @@ RECORDED: dict[str, frozenset[str]] = {
     "cluster_job:cdm_job_written_bytes:rate5m": JOB_IDS | TARGET_LABELS,
     "cdm:job_success_max_age_seconds:default": frozenset(),
     "cluster_job:cdm_job_success_max_age_seconds": JOB_IDS,
+    "cluster_job:cdm_job_runs:increase1d": JOB_IDS | TARGET_LABELS,
+    "cluster_job:cdm_job_run_failures:increase1d": JOB_IDS | TARGET_LABELS,
+    "cluster_job:cdm_job_run_failures_per_run:ratio1d": JOB_IDS | TARGET_LABELS,
+    "cluster_job:cdm_job_run_failures_per_run:ratio7d": JOB_IDS | TARGET_LABELS,
+    "cdm:job_failure_ratio_max:default": frozenset(),
+    "cluster_job:cdm_job_failure_ratio_max": JOB_IDS,
 }
 # Optional series users define in a rules file of their own (documented in prometheus/recording.yml).
 USER_OVERRIDES: dict[str, frozenset[str]] = {
     "cdm_job:success_max_age_seconds:override": frozenset({"cluster_name", "job_name"}),
+    "cdm_job:failure_ratio_max:override": frozenset({"cluster_name", "job_name"}),
 }
 # Grafana's own interval variables, valid only inside a range selector [...].
 INTERVAL_VARIABLES = {"__rate_interval", "__interval", "__range"}
@@ -380,6 +393,8 @@ def test_panels_carry_units(dashboard: dict[str, Any]) -> None:
     assert by_title["Progress of running jobs"]["fieldConfig"]["defaults"]["unit"] == "percentunit"
     assert by_title["Bytes written per second"]["fieldConfig"]["defaults"]["unit"] == "Bps"
     assert by_title["Status refresh age"]["fieldConfig"]["defaults"]["unit"] == "s"
+    assert by_title["Failure ratio per job"]["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert by_title["Last run duration per job"]["fieldConfig"]["defaults"]["unit"] == "s"
     table = override_properties(by_title["Jobs"])
     assert table["Progress"]["unit"] == "percentunit"
     assert table["Progress"]["custom.cellOptions"]["type"] == "gauge"
@@ -470,6 +485,11 @@ def test_required_panels_and_queries(dashboard: dict[str, Any]) -> None:
         "cluster_job:cdm_job_status:code",
         "cluster_job:cdm_job_written_rows:rate5m",
         "cluster_job:cdm_job_written_bytes:rate5m",
+        "cluster_job:cdm_job_runs:increase1d",
+        "cluster_job:cdm_job_run_failures:increase1d",
+        "cluster_job:cdm_job_run_failures_per_run:ratio1d",
+        "cluster_job:cdm_job_run_failures_per_run:ratio7d",
+        "cdm_job_last_run_duration_seconds",
     ):
         assert needle in exprs, needle
     kinds = {p["title"]: p["type"] for p in panels(dashboard)}

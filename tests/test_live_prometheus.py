@@ -7,10 +7,11 @@ second:
     A healthy project (3 normal clusters, 12 generated jobs each, simulated time 5x faster; found by a
     ``projects: all`` target, so the discovery series are there too) plus jobs
     put into known states before the exporter starts: one that SUCCEEDED, one that FAILED after an
-    earlier success, long runs. Prometheus loads prometheus/recording.yml and alerts.yml unchanged.
-    Issue 3: job status, progress and the counters of a finished run as PromQL sees them agree with the
-    simulator; promtool finds nothing in the real exposition. Issue 5: every dashboard query (All and a
-    concrete selection) and template variable returns data; the API error panel, empty while nothing
+    earlier success, long runs, a job scheduled every few seconds whose runs often fail. Prometheus loads
+    prometheus/recording.yml and alerts.yml unchanged. Issue 3: job status, progress and the counters of a
+    finished run as PromQL sees them agree with the simulator; promtool finds nothing in the real
+    exposition. Issues 5 and 15: every dashboard query (All and a concrete selection) and template
+    variable returns data, the run history panels included; the API error panel, empty while nothing
     fails, fills with injected 429s and 500s; every metric name the dashboard and rules use is exported.
 
 ``alerting``
@@ -18,7 +19,8 @@ second:
     at the first evaluation instead of minutes later) and a scrape target that never answers: a failed
     run fires CdmJobFailed with its error summary, a rejected credential or a failing cluster list
     CdmExporterApiDown, HTTP 429s CdmExporterThrottled, a stopped cluster CdmClusterNotNormal and
-    CdmClusterUnreachable, the dead target CdmExporterDown.
+    CdmClusterUnreachable, the dead target CdmExporterDown, and (added last) a scheduled job that never
+    succeeds CdmJobNeverSucceeded and CdmJobFailureRatioHigh.
 
 The last test guards the changed-job reserve of the poller's status priorities. Waits poll
 against deadlines.
@@ -84,6 +86,10 @@ MAX_BOOT = 20.0  # simulated seconds a run may stay BOOTING or PENDING (the simu
 SUCCEEDED_PREFIX = "live_succeeded"  # see add_succeeded_runs
 FAILED_JOB = "live_failed"  # FAILED, after an earlier SUCCEEDED run
 RUNNING_PREFIX = "live_running"  # see start_writing_run
+# scheduled every FREQUENT_PERIOD simulated seconds, half of its runs fail: the run history panels need
+# runs that end while Prometheus watches
+FREQUENT_JOB = "live_frequent"
+FREQUENT_PERIOD = 30.0
 # run until the exporter has seen them RUNNING, then end (test_runs_that_end_while_others_run_are_fetched)
 STARVED_FAILS = "live_starved_fails"
 STARVED_SUCCEEDS = "live_starved_succeeds"
@@ -95,7 +101,7 @@ GONE_SCRAPE_JOB = "cdm-exporter-gone"  # a scrape job of the alerting stack whos
 # Series names of the dashboard and rules that Prometheus writes itself, and the optional per-job
 # override users define in a rules file of their own (prometheus/recording.yml documents it).
 PROMETHEUS_SERIES = frozenset({"up", "scrape_duration_seconds", "ALERTS", "ALERTS_FOR_STATE"})
-USER_SERIES = frozenset({"cdm_job:success_max_age_seconds:override"})
+USER_SERIES = frozenset({"cdm_job:success_max_age_seconds:override", "cdm_job:failure_ratio_max:override"})
 
 # Dashboard queries that are empty by nature while nothing goes wrong (title -> what makes them show).
 NEEDS_API_ERRORS = frozenset({"API errors and throttling"})
@@ -140,6 +146,7 @@ class KnownJobs:
 
     cluster: ClusterView
     running: str  # a job in a long run whose job list entries carry row counters
+    frequent: str  # a scheduled job whose runs end every few seconds, half of them failed
     succeeded: dict[str, Finished]  # COUNTER_CASES case -> a job whose only run SUCCEEDED
     earlier_success: RunView  # the first run of FAILED_JOB
     failed: RunView  # the latest run of FAILED_JOB
@@ -217,7 +224,8 @@ def add_known_jobs(sim: Simulator) -> KnownJobs:
     for name in (STARVED_FAILS, STARVED_SUCCEEDS):
         sim.world.start_run(cluster.id, name, outcome="SUCCEEDED", duration=LONG_RUN)
     running = start_writing_run(sim, cluster.id)
-    return KnownJobs(cluster, running, succeeded, earlier_success, failed)
+    sim.world.add_job(cluster.id, FREQUENT_JOB, scheduled=True, period=FREQUENT_PERIOD, fail_probability=0.5)
+    return KnownJobs(cluster, running, FREQUENT_JOB, succeeded, earlier_success, failed)
 
 
 def end_runs_unseen(monitored: Monitored) -> dict[str, RunView]:
@@ -516,17 +524,22 @@ def test_template_variables_list_the_simulated_project(monitored: Monitored) -> 
 
 
 def selections(monitored: Monitored) -> dict[str, dict[str, str]]:
-    """Template variable values: All, and one cluster with three of its jobs (running, succeeded,
-    failed), as Grafana formats a multi-value selection."""
+    """Template variable values: All, and one cluster with four of its jobs (running, succeeded,
+    failed, frequent), as Grafana formats a multi-value selection."""
     settings, cluster = monitored.sim.settings, monitored.jobs.cluster
     return {
         "All": {"project": ".*", "region": ".*", "cluster": ".*", "job": ".*"},
-        "one cluster, three jobs": {
+        "one cluster, four jobs": {
             "project": grafana_regex([settings.project_id]),
             "region": grafana_regex([settings.region]),
             "cluster": grafana_regex([cluster.name]),
             "job": grafana_regex(
-                [monitored.jobs.running, monitored.jobs.succeeded["files"].name, FAILED_JOB]
+                [
+                    monitored.jobs.running,
+                    monitored.jobs.succeeded["files"].name,
+                    FAILED_JOB,
+                    monitored.jobs.frequent,
+                ]
             ),
         },
     }
@@ -858,7 +871,37 @@ def test_unreachable_exporter_fires_cdm_exporter_down(alerting: Alerting) -> Non
     assert prom.query(health.substituted())[0].value == 0
 
 
-# --- last: its API faults would show in the error panel ---------------------------------------------
+def test_a_scheduled_job_that_never_succeeds_fires_the_run_history_alerts(alerting: Alerting) -> None:
+    """Added after the other alerting tests, which expect ALERTING_JOB to be the only job: a scheduled
+    job whose runs all fail fires CdmJobNeverSucceeded once the exporter has read its run history, and
+    CdmJobFailureRatioHigh once three runs have failed; ALERTING_JOB, not scheduled, fires neither."""
+    prom, sim, cluster = alerting.prom, alerting.stack.sim, alerting.cluster
+    name = "never succeeds"
+    # every run fails (FAILED or FAILURE_ON_SUBMIT: the simulator leaves no chance of success)
+    sim.world.add_job(cluster.id, name, scheduled=True, period=20.0, fail_probability=0.98)
+    job = {"cluster_id": cluster.id, "cluster_name": cluster.name, "job_name": name}
+    (never,) = prom.wait_for(
+        lambda: firing(prom, "CdmJobNeverSucceeded", **job) or None,
+        40,
+        lambda: f"CdmJobNeverSucceeded: {prom.alerts()}",
+    )
+    assert never.labels["severity"] == "warning"
+    assert prom.query(f'cdm_job_history_timestamp_seconds{{job_name="{name}"}}')
+    assert prom.query(f'cdm_job_last_success_timestamp_seconds{{job_name="{name}"}}') == []
+    (ratio,) = prom.wait_for(
+        lambda: firing(prom, "CdmJobFailureRatioHigh", **job) or None,
+        40,
+        lambda: f"CdmJobFailureRatioHigh: {prom.alerts()}",
+    )
+    assert ratio.annotations["description"].startswith("100% of the runs")
+    (failed,) = prom.query(f'cdm_job_run_failures_total{{job_name="{name}"}}')
+    (runs,) = prom.query(f'cdm_job_runs_total{{job_name="{name}"}}')
+    assert failed.value == runs.value >= 3
+    assert firing(prom, "CdmJobNeverSucceeded", job_name=ALERTING_JOB) == []
+    assert firing(prom, "CdmJobFailureRatioHigh", job_name=ALERTING_JOB) == []
+
+
+# --- last: needs the STARVED_* runs to have ended a while ago ----------------------------------------
 
 
 def test_runs_that_end_while_others_run_are_fetched(monitored: Monitored) -> None:

@@ -3,7 +3,9 @@
 
 Time is a shared manual clock: the simulator's rate-limit windows and job lifecycle, and the
 exporter's budgets and refresh timestamps, all read it, so minutes of polling run in seconds
-while every API call is real.
+while every API call is real. The simulator reads it through a :class:`StoppableClock`, which a
+test can stop: the simulated world stands still (no run starts or ends) while the exporter's time
+goes on and it catches up.
 """
 
 from __future__ import annotations
@@ -17,9 +19,25 @@ from sim_targets import sim_target
 from cdm_exporter.config import BudgetConfig, CollectionConfig, Config
 from cdm_exporter.polling.state import JobState
 from cdm_exporter.polling.targets import Exporter
-from cdm_exporter.simulator import Fault, ManualClock, Simulator, SimulatorSettings
+from cdm_exporter.simulator import Fault, ManualClock, RunView, Simulator, SimulatorSettings
 
 SCRAPE_INTERVAL = 15.0
+FAILED = ("FAILED", "FAILURE_ON_SUBMIT")
+
+
+class StoppableClock:
+    """``clock`` until :meth:`stop`, then the time it was stopped at."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.stopped_at: float | None = None
+
+    def __call__(self) -> float:
+        now = self.clock()
+        return now if self.stopped_at is None else min(now, self.stopped_at)
+
+    def stop(self) -> None:
+        self.stopped_at = self.clock()
 
 
 @dataclass
@@ -27,6 +45,7 @@ class Stack:
     sim: Simulator
     exporter: Exporter
     clock: ManualClock
+    sim_clock: StoppableClock
 
     def scrape(self, advance: float = SCRAPE_INTERVAL) -> None:
         self.clock.advance(advance)
@@ -54,10 +73,11 @@ def make_stack() -> Iterator[Callable[..., Stack]]:
 
     def make(settings: dict[str, object] | None = None, **collection: object) -> Stack:
         clock = ManualClock()
-        sim = Simulator(SimulatorSettings(clock=clock, **(settings or {})))  # type: ignore[arg-type]
+        sim_clock = StoppableClock(clock)
+        sim = Simulator(SimulatorSettings(clock=sim_clock, **(settings or {})))  # type: ignore[arg-type]
         sim.start("127.0.0.1", 0)
         exporter = Exporter(make_config(sim, **collection), wall=clock, mono=clock)
-        stack = Stack(sim, exporter, clock)
+        stack = Stack(sim, exporter, clock, sim_clock)
         made.append(stack)
         return stack
 
@@ -336,7 +356,7 @@ def test_last_success_from_a_shuffled_history_longer_than_a_page(make_stack: Cal
     assert stack.sim.stats.count("submissions") - calls == 3  # 25 runs: three pages of 10
 
 
-def test_a_newest_first_history_is_read_only_as_far_as_the_first_success(
+def test_a_newest_first_history_is_read_only_as_far_as_it_tells_something_new(
     make_stack: Callable[..., Stack],
 ) -> None:
     stack = make_stack(
@@ -346,19 +366,45 @@ def test_a_newest_first_history_is_read_only_as_far_as_the_first_success(
     )
     cluster_id = stack.cluster_id()
     world = stack.sim.world
-    world.add_job(cluster_id, "busy")
-    stack.scrape()
-    for n in range(25):
-        outcome = "SUCCEEDED" if n == 20 else "FAILED"
+
+    def run(outcome: str) -> None:
         world.start_run(cluster_id, "busy", outcome=outcome, duration=600)
         stack.clock.advance(5)
         world.finish_run(cluster_id, "busy", outcome)
         stack.clock.advance(5)
+
+    world.add_job(cluster_id, "busy")
+    for _ in range(20):  # before the exporter knew the job: history, not news
+        run("FAILED")
     calls = stack.sim.stats.count("submissions")
-    stack.scrape()
-    stack.scrape()
-    assert stack.jobs()[(cluster_id, "busy")].last_success is not None
-    assert stack.sim.stats.count("submissions") - calls == 1  # the success is on page 1
+    stack.scrape()  # the first sight: a failure
+    stack.scrape()  # the whole history is read for a success: there is none
+    assert stack.sim.stats.count("submissions") - calls == 2  # 20 runs: two pages of 10
+    job = stack.jobs()[(cluster_id, "busy")]
+    assert job.last_success is None and job.tally is not None and job.tally.runs == 0
+    for n in range(5):  # while nobody watched; the newest success is among them
+        run("SUCCEEDED" if n == 2 else "FAILED")
+    calls = stack.sim.stats.count("submissions")
+    stack.scrape()  # sees the latest run (failed) and that runs were missed
+    stack.scrape()  # reads the history: page 1 holds the five runs, the success and the runs before
+    job = stack.jobs()[(cluster_id, "busy")]
+    assert job.last_success is not None
+    assert job.tally is not None and (job.tally.runs, job.tally.failures) == (5, 4)
+    assert stack.sim.stats.count("submissions") - calls == 1
+
+
+# --- run counts over hours of simulated time ---------------------------------------------------------
+
+#: simulated seconds per wall second in the run-count tests: a 15 s scrape interval is 2 minutes
+RUN_TIME_SCALE = 8.0
+#: scheduled jobs: name -> (period in simulated seconds, probability that a run fails)
+FREQUENT_JOBS = {
+    "every_minute": (60.0, 0.3),  # two runs end between two scrapes: most are seen only in history
+    "every_2_minutes": (120.0, 0.2),
+    "every_5_minutes": (300.0, 0.5),
+    "every_15_minutes": (900.0, 0.2),
+    "hourly": (3600.0, 0.3),
+}
 
 
 def test_a_refused_credential_is_tried_again_only_after_the_discovery_interval(
@@ -399,3 +445,139 @@ def test_a_401_on_one_job_does_not_silence_the_others(make_stack: Callable[..., 
     assert after[names[0]] == before[names[0]]
     assert all(after[name] != before[name] for name in names[1:])
     assert stack.sim.stats.count("list_clusters") >= 2  # the credential is checked again first
+
+
+# --- run counts over hours of simulated time ---------------------------------------------------------
+
+#: simulated seconds per wall second in the run-count tests: a 15 s scrape interval is 2 minutes
+RUN_TIME_SCALE = 8.0
+#: scheduled jobs: name -> (period in simulated seconds, probability that a run fails)
+FREQUENT_JOBS = {
+    "every_minute": (60.0, 0.3),  # two runs end between two scrapes: most are seen only in history
+    "every_2_minutes": (120.0, 0.2),
+    "every_5_minutes": (300.0, 0.5),
+    "every_15_minutes": (900.0, 0.2),
+    "hourly": (3600.0, 0.3),
+}
+
+
+def add_frequent_jobs(stack: Stack) -> str:
+    cluster_id = stack.cluster_id()
+    for name, (period, fail) in FREQUENT_JOBS.items():
+        stack.sim.world.add_job(cluster_id, name, scheduled=True, period=period, fail_probability=fail)
+    return cluster_id
+
+
+def ended_since(stack: Stack, cluster_id: str, name: str, since: float) -> list[RunView]:
+    """The runs of a job the simulator ended after wall time ``since``, from its whole history."""
+    runs = stack.sim.world.history(cluster_id, name, limit=100_000).runs
+    return [r for r in runs if r.finished and r.end is not None and r.end > since]
+
+
+def counted(stack: Stack, cluster_id: str) -> dict[str, tuple[int, int, float]]:
+    """(runs, failures, counting since) of each frequent job."""
+    found = {}
+    for name in FREQUENT_JOBS:
+        tally = stack.jobs()[(cluster_id, name)].tally
+        assert tally is not None, f"{name} has no run counts"
+        found[name] = (tally.runs, tally.failures, tally.since)
+    return found
+
+
+def stop_and_catch_up(stack: Stack) -> None:
+    """Stop the simulated world and scrape until the exporter has read what it missed: past the
+    history interval, so every history read that was due has happened."""
+    stack.sim_clock.stop()
+    for _ in range(12):
+        stack.scrape()
+
+
+def assert_counts_match(stack: Stack, cluster_id: str, since: dict[str, float] | None = None) -> int:
+    """Every frequent job's counters equal the runs the simulator ended after counting began (or
+    after ``since``): failures included, none counted twice. Returns the runs counted."""
+    total = 0
+    problems = []
+    for name, (runs, failures, began) in counted(stack, cluster_id).items():
+        ended = ended_since(stack, cluster_id, name, since[name] if since else began)
+        expected = (len(ended), sum(r.status in FAILED for r in ended))
+        if (runs, failures) != expected:
+            problems.append(f"{name}: counted {(runs, failures)}, the simulator ended {expected}")
+        total += runs
+    assert problems == []
+    return total
+
+
+@pytest.mark.parametrize("order", ["newest-first", "oldest-first", "shuffled"])
+def test_run_counters_equal_the_runs_the_simulator_ended_over_hours(
+    make_stack: Callable[..., Stack], order: str
+) -> None:
+    stack = make_stack(
+        {
+            "clusters": 1,
+            "jobs": 0,
+            "rate_limit": 0,
+            "time_scale": RUN_TIME_SCALE,
+            "history_order": order,
+            "history_size": 60,
+        },
+        history_interval=60.0,
+    )
+    cluster_id = add_frequent_jobs(stack)
+    scrapes = round(3 * 3600 / RUN_TIME_SCALE / SCRAPE_INTERVAL)  # three simulated hours
+    for _ in range(scrapes):
+        stack.scrape()
+    stop_and_catch_up(stack)
+    total = assert_counts_match(stack, cluster_id)
+    runs, failures, _ = counted(stack, cluster_id)["every_minute"]
+    # one status read per scrape sees at most one run end: the rest came from the history
+    assert runs > scrapes
+    assert failures > 0
+    assert total > 300
+
+
+def test_run_counters_go_on_across_a_reload(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(
+        {"clusters": 1, "jobs": 0, "rate_limit": 0, "time_scale": RUN_TIME_SCALE}, history_interval=60.0
+    )
+    cluster_id = add_frequent_jobs(stack)
+    for _ in range(40):
+        stack.scrape()
+    before = counted(stack, cluster_id)
+    assert sum(runs for runs, _, _ in before.values()) > 50
+    # another budget: the target's poller is replaced
+    stack.exporter.apply(
+        make_config(stack.sim, history_interval=60.0, budget_per_minute=BudgetConfig(99, 99))
+    )
+    for _ in range(40):
+        stack.scrape()
+    stop_and_catch_up(stack)
+    after = counted(stack, cluster_id)
+    assert {name: since for name, (_, _, since) in after.items()} == {
+        name: since for name, (_, _, since) in before.items()
+    }, "counting started over at the reload"
+    assert_counts_match(stack, cluster_id)
+
+
+def test_a_job_deleted_and_created_again_counts_from_zero(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(
+        {"clusters": 1, "jobs": 0, "rate_limit": 0, "time_scale": RUN_TIME_SCALE}, history_interval=60.0
+    )
+    cluster_id = stack.cluster_id()
+    world = stack.sim.world
+    world.add_job(cluster_id, "recreated", scheduled=True, period=120.0, fail_probability=0.5)
+    for _ in range(20):
+        stack.scrape()
+    old = stack.jobs()[(cluster_id, "recreated")].tally
+    assert old is not None and old.runs > 5
+    world.delete_job(cluster_id, "recreated")
+    world.add_job(cluster_id, "recreated", scheduled=True, period=300.0, fail_probability=0.5)
+    for _ in range(20):
+        stack.scrape()
+    stack.sim_clock.stop()
+    for _ in range(12):
+        stack.scrape()
+    tally = stack.jobs()[(cluster_id, "recreated")].tally
+    assert tally is not None and tally.since > old.since
+    ended = ended_since(stack, cluster_id, "recreated", tally.since)
+    assert (tally.runs, tally.failures) == (len(ended), sum(r.status in FAILED for r in ended))
+    assert 0 < tally.runs < old.runs  # the new job's runs alone

@@ -1,20 +1,24 @@
 """The poller's decisions, table by table, against a fake API client with a manual clock.
 
 What to fetch next (running, then changed, then the oldest, with a reserve for changed jobs),
-when a run ended unseen (the history is read), and where a job list ends or fails. The same
-behaviour end to end, over HTTP against the simulator, is in ``test_poller.py``.
+when a run ended unseen (the history is read), how ended runs are counted (once, whether seen
+ending or found in the history), and where a job list ends or fails. The same behaviour end to
+end, over HTTP against the simulator, is in ``test_poller.py``.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from fake_api import CLUSTER, Call, FakeApi, PollerHarness, page, run, summary
 
+from cdm_exporter.api.errors import ServerError
 from cdm_exporter.api.models import JobPage, JobSummary, Submission
 
 
@@ -101,7 +105,19 @@ HISTORY: list[tuple[str, Submission, Submission, bool]] = [
     ("the-next-run-after-one-seen-to-end", run("job", 1, "FAILED"), run("job", 2, "FAILED", 2000.0), False),
     ("a-run-in-between-never-seen", run("job", 1, "FAILED"), run("job", 3, "FAILED", 2000.0), True),
     ("the-run-seen-running-ended-unseen", run("job", 1, "RUNNING"), run("job", 2, "RUNNING", 2000.0), True),
-    ("a-success-tells-itself", run("job", 1, "RUNNING"), run("job", 3, "SUCCEEDED", 2000.0), False),
+    # the success tells the last success, but the run before it ended unseen: counted from history
+    (
+        "a-success-after-a-run-never-seen",
+        run("job", 1, "SUCCEEDED"),
+        run("job", 3, "SUCCEEDED", 2000.0),
+        True,
+    ),
+    (
+        "a-success-right-after-the-run-seen",
+        run("job", 1, "FAILED"),
+        run("job", 2, "SUCCEEDED", 2000.0),
+        False,
+    ),
     ("no-ids-and-a-new-run", no_ids("FAILED", 1000.0), no_ids("FAILED", 2000.0), True),
     ("no-ids-and-the-same-run", no_ids("RUNNING", 1000.0), no_ids("FAILED", 1000.0), False),
 ]
@@ -145,6 +161,191 @@ def test_the_history_tells_the_success_that_ended_unseen(make_harness: Callable[
     harness.collect(advance=60.0)
     harness.collect(advance=60.0)
     assert harness.jobs()["job"].last_success == 2500.0
+
+
+# --- counting ended runs --------------------------------------------------------------------------
+
+
+def counts(harness: PollerHarness, name: str = "job") -> tuple[int, int]:
+    """(runs, failures) counted for job ``name``."""
+    tally = harness.jobs()[name].tally
+    assert tally is not None, f"{name} has no run counts yet"
+    return tally.runs, tally.failures
+
+
+def test_a_run_counts_once_whether_seen_ending_found_in_the_history_or_both(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    api = FakeApi()
+    history = [run("job", 1, "RUNNING")]
+    api.history["job"] = history
+    api.put(summary("job", "RUNNING"), history[0])
+    harness = make_harness(api)
+    harness.collect()  # the first sight: run 1 under way
+    harness.collect(advance=60.0)  # and its history read (for a last success): nothing ended
+    assert counts(harness) == (0, 0)
+
+    def now_shows(latest: Submission, *older: Submission) -> None:
+        history[:] = [latest, *older]
+        api.put(summary("job", latest.status or "", latest.execute_date or 0.0), latest)
+
+    now_shows(run("job", 1, "SUCCEEDED"))
+    harness.collect(advance=60.0)  # seen ending
+    assert counts(harness) == (1, 0)
+    # runs 2 (failed) and 3 ended between two reads; run 4 is under way
+    now_shows(run("job", 4, "RUNNING", 4000.0), *runs_of(3, "SUCCEEDED", 2, "FAILED", 1, "SUCCEEDED"))
+    calls = harness.collect(advance=60.0) + harness.collect(advance=60.0)
+    assert fetched(calls, "submissions") == ["job"]  # found in the history
+    assert counts(harness) == (3, 1)
+    now_shows(run("job", 4, "FAILED", 4000.0), *history[1:])
+    calls = harness.collect(advance=60.0) + harness.collect(advance=60.0)
+    assert counts(harness) == (4, 2)
+    assert fetched(calls, "submissions") == []  # every run is accounted for
+    # run 5 ended unseen, run 6 seen: the history read sees runs 4, 6 again, counted already
+    now_shows(run("job", 6, "SUCCEEDED", 6000.0), run("job", 5, "FAILED", 5000.0), *history)
+    calls = harness.collect(advance=60.0) + harness.collect(advance=60.0)
+    assert fetched(calls, "submissions") == ["job"]
+    assert counts(harness) == (6, 3)
+    harness.collect(advance=600.0)
+    assert counts(harness) == (6, 3)
+
+
+def runs_of(*pairs: int | str) -> list[Submission]:
+    """runs_of(3, "SUCCEEDED", 2, "FAILED"): runs of "job", started 1000 s apart by id."""
+    ids, statuses = pairs[::2], pairs[1::2]
+    return [run("job", int(i), str(s), 1000.0 * int(i)) for i, s in zip(ids, statuses, strict=True)]
+
+
+def test_a_run_the_list_shows_ended_is_counted_from_the_history_when_no_status_read_reaches_it(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    """Running jobs take the status calls first; a run that ended is then counted from the run
+    history (the common budget) instead of waiting for one. With status calls to spare, the status
+    read counts it and the history is not read (test_the_history_is_read_when_a_run_ended_unseen)."""
+    api = FakeApi()
+    history = [run("job", 1, "RUNNING")]
+    api.history["job"] = history
+    api.put(summary("job", "RUNNING"), history[0])
+    harness = make_harness(api)
+    harness.collect()
+    harness.collect(advance=60.0)  # the first sight's history read (for a last success)
+    assert counts(harness) == (0, 0)
+    history[:] = [run("job", 1, "FAILED")]
+    api.put(summary("job", "FAILED"), history[0])
+    steps = []
+    for advance in (60.0, 15.0, 60.0):
+        harness.clock.advance(advance)
+        harness.leave("job_status", 0)  # every status call taken by running jobs
+        calls = harness.collect()
+        steps.append((fetched(calls, "job_status"), fetched(calls, "submissions"), counts(harness)))
+    assert steps == [
+        ([], [], (0, 0)),  # the list shows the run ended; no status call reaches it
+        ([], ["job"], (1, 1)),  # counted from the history
+        ([], [], (1, 1)),  # which accounted for what the list said: not read again
+    ]
+
+
+def test_runs_before_the_first_sight_are_not_counted(make_harness: Callable[..., PollerHarness]) -> None:
+    api = FakeApi()
+    api.history["job"] = runs_of(*(x for i in range(30, 0, -1) for x in (i, "FAILED")))
+    api.put(summary("job", "FAILED", 30000.0), api.history["job"][0])
+    harness = make_harness(api)
+    harness.collect()
+    calls = harness.collect(advance=60.0) + harness.collect(advance=60.0)
+    assert len(fetched(calls, "submissions")) == 3  # the whole history, for a success: none
+    assert counts(harness) == (0, 0)
+    job = harness.jobs()["job"]
+    assert job.last_success is None and job.history_read_at is not None
+    assert job.last_failure == 30000.0
+
+
+def test_submission_ids_that_leave_out_other_jobs_runs(make_harness: Callable[..., PollerHarness]) -> None:
+    """Sqoop numbers submissions per cluster: a job's runs may be 10, 25, 31. Each new id leaves a
+    hole that only the history can explain; it does, once, and nothing is counted twice."""
+    api = FakeApi()
+    history = runs_of(10, "SUCCEEDED")
+    api.history["job"] = history
+    api.put(summary("job", "SUCCEEDED", 10000.0), history[0])
+    harness = make_harness(api)
+    harness.collect()
+    for sid, status in ((25, "FAILED"), (31, "SUCCEEDED")):
+        history.insert(0, run("job", sid, status, 1000.0 * sid))
+        api.put(summary("job", status, 1000.0 * sid), history[0])
+        calls = harness.collect(advance=60.0) + harness.collect(advance=60.0)
+        assert fetched(calls, "submissions") == ["job"]
+        tally = harness.jobs()["job"].tally
+        assert tally is not None and (tally.settled, tally.counted) == (sid, ())
+    assert counts(harness) == (2, 1)
+    assert not fetched(harness.collect(advance=60.0), "submissions")
+
+
+def test_runs_on_several_pages_of_an_unordered_history_count_once_within_the_budget(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    api = FakeApi()
+    history = runs_of(1, "SUCCEEDED")
+    api.history["job"] = history
+    api.put(summary("job", "SUCCEEDED"), history[0])
+    harness = make_harness(api, job_list_interval=3600.0)
+    harness.collect()
+    unseen = runs_of(*(x for i in range(2, 27) for x in (i, "FAILED" if i % 4 == 0 else "SUCCEEDED")))
+    history[:] = random.Random(5).sample([*unseen, *history], len(unseen) + 1)
+    api.put(summary("job", "SUCCEEDED", 26000.0), unseen[-1])
+    harness.collect(advance=60.0)  # the status shows run 26: runs 2-25 ended unseen
+    pages = []
+    for _ in range(3):  # two history calls a minute: the three pages take two collections
+        harness.clock.advance(60.0)
+        harness.leave("common", 2)
+        pages.append([c.page_no for c in harness.collect() if c.endpoint == "submissions"])
+    assert pages == [[1, 2], [3], []]
+    assert counts(harness) == (25, 6)  # ids 4, 8, ..., 24 failed
+
+
+def test_a_history_that_cannot_be_read_counts_nothing_twice_once_it_can(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    api = FakeApi()
+    history = runs_of(1, "SUCCEEDED")
+    api.history["job"] = history
+    api.put(summary("job", "SUCCEEDED"), history[0])
+    harness = make_harness(api)
+    harness.collect()
+    history[:0] = runs_of(4, "SUCCEEDED", 3, "FAILED", 2, "SUCCEEDED")
+    api.put(summary("job", "SUCCEEDED", 4000.0), history[0])
+    api.history_error = ServerError("submissions", "internal error", status=500)
+    harness.collect(advance=60.0)
+    harness.collect(advance=60.0)
+    assert counts(harness) == (1, 0)  # run 4, seen; 2 and 3 wait for the history
+    api.history_error = None
+    harness.collect(advance=60.0)
+    harness.collect(advance=60.0)
+    assert counts(harness) == (3, 1)
+
+
+def test_a_job_deleted_and_created_again_starts_over(make_harness: Callable[..., PollerHarness]) -> None:
+    api = FakeApi()
+    first = replace(summary("job", "SUCCEEDED", 2000.0), creation_date=500.0)
+    api.history["job"] = runs_of(2, "SUCCEEDED", 1, "FAILED")
+    api.put(replace(first, status="RUNNING", execute_start_date=1000.0), run("job", 1, "RUNNING"))
+    harness = make_harness(api)
+    harness.collect()
+    api.put(replace(first, status="FAILED", execute_start_date=1000.0), run("job", 1, "FAILED"))
+    harness.collect(advance=60.0)
+    api.put(first, api.history["job"][0])
+    harness.collect(advance=60.0)
+    assert counts(harness) == (2, 1)
+    # deleted, and a job of the same name created: its runs are numbered anew
+    again = replace(summary("job", "SUCCEEDED", 9000.0), creation_date=8000.0)
+    api.history["job"] = [run("job", 1, "SUCCEEDED", 9000.0)]
+    api.put(again, api.history["job"][0])
+    harness.collect(advance=60.0)  # the list tells it is another job
+    job = harness.jobs()["job"]
+    assert job.tally is not None and (job.tally.runs, job.tally.failures) == (0, 0)
+    assert job.last_failure is None
+    api.history["job"].insert(0, run("job", 2, "FAILED", 9500.0))
+    api.put(replace(again, status="FAILED", execute_start_date=9500.0), api.history["job"][0])
+    harness.collect(advance=60.0)
+    assert counts(harness) == (1, 1)
 
 
 # --- where a job list ends ----------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from wsgiref.simple_server import WSGIServer
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from prometheus_server import (
     RULE_FILES,
     PrometheusError,
@@ -62,6 +64,29 @@ JOB_INFO_LABELS = (
 )
 
 
+#: the share of their runs that fail, of the jobs with run counters
+FAILURE_SHARES = {"es_css": 0.1, "mysql2obs": 0.2}  # below CdmJobFailureRatioHigh's 0.25
+
+
+class RunCounters(Collector):
+    """cdm_job_runs_total and cdm_job_run_failures_total that grow with time, as run counters of
+    jobs that run and fail do: a run a second, FAILURE_SHARES of them failed."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def collect(self) -> Iterator[Metric]:
+        elapsed = time.monotonic() - self.start
+        labels = [*CLUSTER, "job_name"]
+        runs = CounterMetricFamily("cdm_job_runs", "Runs that ended.", labels=labels)
+        failures = CounterMetricFamily("cdm_job_run_failures", "Runs that failed.", labels=labels)
+        for job_name, share in FAILURE_SHARES.items():
+            runs.add_metric([*CLUSTER.values(), job_name], elapsed)
+            failures.add_metric([*CLUSTER.values(), job_name], elapsed * share)
+        yield runs
+        yield failures
+
+
 @dataclass
 class Exposition:
     registry: CollectorRegistry
@@ -103,6 +128,15 @@ def contract_series(registry: CollectorRegistry) -> None:
         gauge.labels(**job).set(running)
         gauge.labels(**done).set(finished)
     job_gauge(registry, "cdm_job_last_success_timestamp_seconds").labels(**done).set(now - 3600)
+    history = job_gauge(registry, "cdm_job_history_timestamp_seconds")
+    duration = job_gauge(registry, "cdm_job_last_run_duration_seconds")
+    for job_name, seconds in (("es_css", 180.0), ("mysql2obs", 60.0)):
+        history.labels(**CLUSTER, job_name=job_name).set(now - 60)
+        duration.labels(**CLUSTER, job_name=job_name).set(seconds)
+    job_gauge(registry, "cdm_job_last_failure_timestamp_seconds").labels(**CLUSTER, job_name="mysql2obs").set(
+        now - 120
+    )
+    registry.register(RunCounters())
     job_gauge(registry, "cdm_job_error_info", "error_summary").labels(
         **CLUSTER, job_name="mysql2obs", error_summary=ERROR_SUMMARY
     ).set(1)
@@ -231,8 +265,11 @@ def test_alerts_lists_pending_alerts(prom: PrometheusServer) -> None:
     (failed,) = prom.wait_for_alert("CdmJobFailed", "pending")
     assert failed.labels["job_name"] == "mysql2obs"
     assert f"Error summary: {ERROR_SUMMARY}." in failed.annotations["description"]
+    # mysql2obs is scheduled, its history was read, a run ended, and no success is known
+    (never,) = [a for a in prom.alerts() if a.name == "CdmJobNeverSucceeded"]
+    assert (never.labels["job_name"], never.state) == ("mysql2obs", "pending")  # for: 1h
     # Nothing else: in particular CdmJobStuck must not take a just-appeared RUNNING series for 30 minutes.
-    assert {a.name for a in prom.alerts()} == {"CdmExporterApiDown", "CdmJobFailed"}
+    assert {a.name for a in prom.alerts()} == {"CdmExporterApiDown", "CdmJobFailed", "CdmJobNeverSucceeded"}
 
 
 # Queries that are empty on this static exposition: rates of counters that do not change (filtered by
@@ -281,6 +318,13 @@ def test_dashboard_values(prom: PrometheusServer) -> None:
     timeline = by_label(prom.query(queries["panel_15_A"]), "job_name")
     assert timeline == {"jdbc2hive": 3, "es_css": 4, "obs2obs-03": 0, "mysql2obs": 5}
     assert single("panel_21_D") == 4  # jobs on the cluster
+    # run history: the failure ratio of each job with run counters, and of the cluster
+    assert by_label(prom.query(queries["panel_44_A"]), "job_name") == pytest.approx(FAILURE_SHARES)
+    assert single("panel_45_A") == pytest.approx(sum(FAILURE_SHARES.values()) / len(FAILURE_SHARES))
+    assert by_label(prom.query(queries["panel_47_A"]), "job_name") == {"es_css": 180.0, "mysql2obs": 60.0}
+    assert {s.labels["cluster_name"]: s.value for s in prom.query(queries["panel_46_A"])} == {
+        "cdm-c018": 180.0
+    }
     assert prom.label_values("cluster_name", queries["variable_cluster"]) == ["cdm-c018"]
     assert prom.label_values("job_name", queries["variable_job"]) == sorted(JOBS)
 

@@ -357,9 +357,9 @@ def test_a_stopped_job_reads_stopped_with_no_error(corpus_run: tuple[Exposition,
 def test_history_in_any_order_is_read_to_the_newest_success() -> None:
     first = parse_submission_page(body("submissions", "obs2obs_daily"))
     second = parse_submission_page(body("submissions", "obs2obs_daily", index=1))
-    scan = HistoryScan().read(first)
+    scan = HistoryScan().read(first, "obs2obs_daily", None)
     assert not scan.done  # unordered, more pages: the newest success may be further on
-    scan = scan.read(second)
+    scan = scan.read(second, "obs2obs_daily", None)
     assert scan.done
     newest = max(
         (r for r in (*first.runs, *second.runs) if r.status == "SUCCEEDED"),
@@ -371,11 +371,11 @@ def test_history_in_any_order_is_read_to_the_newest_success() -> None:
 
 def test_history_newest_first_stops_at_the_first_page_with_a_success() -> None:
     page = parse_submission_page(body("submissions", "es_css"))
-    assert HistoryScan().read(page).done
+    assert HistoryScan().read(page, "es_css", None).done
     ordered = replace(page, runs=page.runs[:1], total=30, page_size=1)  # a failure alone: go on
-    assert not HistoryScan().read(ordered).done
-    repeated = HistoryScan().read(ordered)
-    assert repeated.read(ordered).done  # a server that ignores page_no
+    assert not HistoryScan().read(ordered, "es_css", None).done
+    repeated = HistoryScan().read(ordered, "es_css", None)
+    assert repeated.read(ordered, "es_css", None).done  # a server that ignores page_no
 
 
 def test_last_success_is_right_for_more_than_10_runs(corpus_run: tuple[Exposition, Replay, str]) -> None:

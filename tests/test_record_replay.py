@@ -41,7 +41,13 @@ SECRETS = {
     "security_token": "st+Security/Token=4",
 }
 #: series that depend on when and how often the exporter ran, not on what the account said
-VOLATILE = ("cdm_api_", "cdm_scrape_duration", "cdm_job_refresh_timestamp", "cdm_exporter_build")
+VOLATILE = (
+    "cdm_api_",
+    "cdm_scrape_duration",
+    "cdm_job_refresh_timestamp",
+    "cdm_job_history_timestamp",
+    "cdm_exporter_build",
+)
 
 
 def spawn(*args: str) -> subprocess.Popen[str]:

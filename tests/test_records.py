@@ -19,6 +19,7 @@ from cdm_exporter.polling.records import (
     from_record,
     to_record,
 )
+from cdm_exporter.polling.run_counts import RunTally
 from cdm_exporter.polling.state import (
     AuthFailure,
     ClusterState,
@@ -69,8 +70,14 @@ def full_job() -> JobState:
         refreshed_at=1_699_999_950.0,
         fetched_key=("SUCCEEDED", 1_699_999_000.0, None, None),
         last_success=1_699_999_900.5,
+        last_failure=1_699_990_000.0,
+        last_run_end=1_699_999_900.5,
+        last_run_duration=900.5,
+        tally=RunTally(since=1_699_000_000.0, settled=40, runs=5, failures=1, counted=(42,)),
         history_wanted=True,
         history_at=470.0,  # 30 s ago on this process's monotonic clock
+        history_read_at=1_699_999_920.0,
+        history_key=("SUCCEEDED", 1_699_999_000.0, None, None),
         history_scan=HistoryScan(page_no=3, last_success=1.5, previous_ids=(7, None)),
         status_error=("server", "job_status HTTP 503: busy"),
     )

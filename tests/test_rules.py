@@ -76,6 +76,8 @@ def test_alert_conventions() -> None:
         "CdmExporterThrottled",
         "CdmExporterDown",
         "CdmJobStatusStale",
+        "CdmJobNeverSucceeded",
+        "CdmJobFailureRatioHigh",
     }
     assert required <= set(names)
     for rule in rules:
@@ -117,20 +119,32 @@ def test_commented_probe_variant_is_valid(tmp_path: Path) -> None:
     assert {"target_label": "__param_target", "source_labels": ["__address__"]} in job["relabel_configs"]
 
 
-def test_commented_override_example_is_valid(tmp_path: Path) -> None:
-    """The example rules file for cdm_job:success_max_age_seconds:override in recording.yml is valid."""
-    require_prometheus_tools()
+def commented_rule_files() -> list[list[str]]:
+    """The example rules files commented in recording.yml (each starts with "#   groups:")."""
     lines = (RULES_DIR / "recording.yml").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == "#   groups:")
-    block = []
-    for line in lines[start:]:
-        if not line.strip().startswith("#   "):
-            break
-        block.append(line.split("#   ", 1)[1])
+    blocks = []
+    for start in (i for i, line in enumerate(lines) if line.strip() == "#   groups:"):
+        block = []
+        for line in lines[start:]:
+            if not line.strip().startswith("#   "):
+                break
+            block.append(line.split("#   ", 1)[1])
+        blocks.append(block)
+    return blocks
+
+
+@pytest.mark.parametrize(
+    "override", ["cdm_job:success_max_age_seconds:override", "cdm_job:failure_ratio_max:override"]
+)
+def test_commented_override_example_is_valid(tmp_path: Path, override: str) -> None:
+    """The example rules file for each per-job override in recording.yml is valid and defines it."""
+    require_prometheus_tools()
+    examples = [b for b in commented_rule_files() if any(override in line for line in b)]
+    assert len(examples) == 1, f"one commented example for {override}"
     rules = tmp_path / "overrides.yml"
-    rules.write_text("\n".join(block) + "\n")
+    rules.write_text("\n".join(examples[0]) + "\n")
     result = promtool("check", "rules", str(rules))
     assert result.returncode == 0, output(result) + "\n" + rules.read_text()
     (group,) = yaml.safe_load(rules.read_text())["groups"]
-    assert {r["record"] for r in group["rules"]} == {"cdm_job:success_max_age_seconds:override"}
+    assert {r["record"] for r in group["rules"]} == {override}
     assert all(set(r["labels"]) == {"cluster_name", "job_name"} for r in group["rules"])

@@ -118,6 +118,10 @@ def test_history_keeps_the_last_runs_newest_first() -> None:
     starts = [r.start for r in history.runs]
     assert starts == sorted(starts, reverse=True)
     assert all(r.finished for r in history.runs[1:])
+    # a test counting runs asks for more than the API keeps: the same runs, and the older ones
+    longer = world.history(cid, world.jobs(cid)[1].name, limit=history.started)
+    assert longer.total == history.started and len(longer.runs) == history.started
+    assert longer.runs[:7] == history.runs
 
 
 def _all_bodies(sim: Simulator) -> list[bytes]:

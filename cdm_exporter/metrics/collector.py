@@ -15,6 +15,13 @@ Series produced (identity labels ``cluster_id``, ``cluster_name``, ``job_name`` 
     cdm_job_{read,written,skipped,total}_files{...}  FILES_READ / FILES_WRITTEN / FILES_SKIPPED / TOTAL_FILES
     cdm_job_{write,update,delete}_rows{...}          write_rows / update_rows / delete_rows
     cdm_job_last_success_timestamp_seconds{...}      end of the latest SUCCEEDED run known
+    cdm_job_last_failure_timestamp_seconds{...}      end of the latest FAILED/FAILURE_ON_SUBMIT run known
+    cdm_job_last_run_duration_seconds{...}           start to end of the latest ended run known
+    cdm_job_runs_total{...}                          runs that ended since the first status read,
+                                                     each counted once (seen ending or in history)
+    cdm_job_run_failures_total{...}                  of those, FAILED or FAILURE_ON_SUBMIT
+    cdm_job_history_timestamp_seconds{...}           when the job's run history was last read;
+                                                     absent while it never was
     cdm_job_info{...,job_type,external_id,creation_user,last_update_user,incremental,execute_auto,
                  delete_after_run,stopping_increment,from_connector,to_connector,from_link,to_link} 1
     cdm_job_error_info{...,error_summary}            1 while the latest run FAILED
@@ -35,7 +42,9 @@ Series produced (identity labels ``cluster_id``, ``cluster_name``, ``job_name`` 
     cdm_exporter_leader                              1 when this replica polls the API
 
 A field the API omitted gives no series (never a fake 0). Run counters are gauges: they restart
-with each run.
+with each run. The run counts (``_total``) are counters from the job's first status read on: the
+runs that ended before it are not counted, so ``increase()`` gives runs per period; a job deleted
+and created again under the same name starts over.
 
 Every label value taken from an API answer passes :func:`label_value`: one longer than
 :data:`MAX_LABEL_VALUE` characters is cut and ends in a hash of the whole value, so two long names
@@ -144,6 +153,31 @@ class _JobFamilies:
             "When this job's status was last fetched from the API.",
             labels=JOB_LABELS,
         )
+        self.last_failure = g(
+            "cdm_job_last_failure_timestamp_seconds",
+            "End of the latest FAILED or FAILURE_ON_SUBMIT run known.",
+            labels=JOB_LABELS,
+        )
+        self.last_duration = g(
+            "cdm_job_last_run_duration_seconds",
+            "Start to end of the latest ended run known.",
+            labels=JOB_LABELS,
+        )
+        self.runs = CounterMetricFamily(
+            "cdm_job_runs",
+            "Runs of the job that ended since the exporter first read its status, each counted once.",
+            labels=JOB_LABELS,
+        )
+        self.failures = CounterMetricFamily(
+            "cdm_job_run_failures",
+            "Of cdm_job_runs_total, the runs that ended FAILED or FAILURE_ON_SUBMIT.",
+            labels=JOB_LABELS,
+        )
+        self.history_read = g(
+            "cdm_job_history_timestamp_seconds",
+            "When this job's run history was last read; absent while it never was.",
+            labels=JOB_LABELS,
+        )
 
     def all(self) -> list[Metric]:
         return [
@@ -161,6 +195,11 @@ class _JobFamilies:
             self.info,
             self.error,
             self.refreshed,
+            self.last_failure,
+            self.last_duration,
+            self.runs,
+            self.failures,
+            self.history_read,
         ]
 
     def add(self, ids: Sequence[str], job: JobState) -> None:
@@ -181,10 +220,16 @@ class _JobFamilies:
 
         run = job.current_run
         summary = job.summary
-        optional: list[tuple[GaugeMetricFamily, float | int | None]] = [
+        tally = job.tally
+        optional: list[tuple[Metric, float | int | None]] = [
             (self.last_success, job.last_success),
             (self.refreshed, job.refreshed_at),
+            (self.last_failure, job.last_failure),
+            (self.last_duration, job.last_run_duration),
+            (self.history_read, job.history_read_at),
         ]
+        if tally is not None:
+            optional += [(self.runs, tally.runs), (self.failures, tally.failures)]
         if run is not None:
             optional += [
                 (self.progress, run.progress_ratio),
@@ -206,7 +251,8 @@ class _JobFamilies:
             optional += [(family, getattr(counters, field)) for family, field in self.counters]
         for family, value in optional:
             if value is not None:
-                family.samples.append(Sample(family.name, labels, float(value)))
+                name = family.name + "_total" if family.type == "counter" else family.name
+                family.samples.append(Sample(name, labels, float(value)))
 
         self.info.add_metric((*ids, *map(label_value, job.info())), 1.0)
         if run is not None and status in FAILED_STATUSES:

@@ -10,9 +10,14 @@ Each collection (docs/architecture.md, "Polling within the API budget"):
 3. fetches ``/status`` for BOOTING/RUNNING jobs first, then jobs whose list entry changed since
    their last fetch, then the oldest-refreshed rest, as far as the budget and the deadline allow
    (:mod:`cdm_exporter.polling.schedule`);
-4. reads the run history of a job only when a run may have ended unseen (for last success),
-   page by page until the newest success is known (``history``);
+4. reads the run history of a job only when a run may have ended unseen, for its last success
+   and its run counts (``run_counts``), page by page until both are known (``history``): when
+   a status read shows runs were skipped, or when the job list shows a run ended that no status
+   read of the collection reached (the status budget goes to running jobs first);
 5. keeps everything else as last known, and forgets jobs and clusters that no longer exist.
+
+A reload that replaces a target's poller hands the new one what the old one knew of each job
+(:meth:`TargetPoller.adopt`), so run counters go on rather than start over.
 
 Requests that outlive the deadline finish in the background and land in the state for the next
 scrape. A 429 is not retried: the bucket pauses and the job keeps its last known state.
@@ -48,6 +53,7 @@ from cdm_exporter.polling.history import HistoryScan
 from cdm_exporter.polling.job_types import refuses_type, skipped
 from cdm_exporter.polling.persistence import RecordItem, RecordKey
 from cdm_exporter.polling.records import Clocks, Record, RecordError
+from cdm_exporter.polling.run_counts import tally_after_status
 from cdm_exporter.polling.schedule import missed_a_run, status_fetch_order
 from cdm_exporter.polling.state import (
     AuthFailure,
@@ -170,10 +176,13 @@ class TargetPoller:
             return
         # lists first: they tell which jobs exist and which changed, which orders the status fetches
         self._wait(self._start_job_lists(deadline), deadline)
-        futures = self._start_status_fetches(deadline)
-        if self._reads_history:
-            futures += self._start_history_reads(deadline)
+        # the histories due before the status fetches: one those flag is read at the next collection,
+        # whichever finishes first (a collection reads what the last one found missing)
+        histories = self._histories_due() if self._reads_history else []
+        futures = self._start_status_fetches(deadline) + self._start_history_reads(histories, deadline)
         self._wait(futures, deadline)
+        if self._reads_history:
+            self._want_histories_of_unread_ends()
 
     def _wait(self, futures: list[Future[None]], deadline: float) -> None:
         if futures:
@@ -583,14 +592,15 @@ class TargetPoller:
             )
 
     def _apply_listing(self, state: ClusterState, cursor: ListingCursor) -> None:
+        cluster_id = state.cluster.id
         with self._lock:
             old = state.jobs
-            state.jobs = {
-                name: replace(old[name], summary=summary)
-                if name in old
-                else JobState(cluster_id=state.cluster.id, summary=summary)
-                for name, summary in cursor.jobs.items()
-            }
+            state.jobs = {}
+            for name, summary in cursor.jobs.items():
+                if name in old:
+                    state.jobs[name] = old[name].relisted(summary)
+                else:
+                    state.jobs[name] = JobState(cluster_id=cluster_id, summary=summary)
             state.listing = None
             state.listed_at = self._mono()
             state.up = True
@@ -655,11 +665,15 @@ class TargetPoller:
             self._store(fetched, job)
 
     def _store(self, new: JobState, old: JobState) -> None:
-        """Record a fetched run, deriving last success and whether history must be read."""
+        """Record a fetched run, deriving last success, run counts and whether to read history."""
         run, previous = new.latest, old.latest
+        new = replace(new, tally=tally_after_status(new.tally, run, new.refreshed_at or self._wall()))
         if run is not None:
-            new = new.with_successes([run])
-            new = replace(new, history_wanted=new.history_wanted or missed_a_run(previous, run))
+            new = new.with_ended_runs([run])
+            unseen = missed_a_run(previous, run) or (
+                new.tally is not None and new.tally.gap(run.submission_id)
+            )
+            new = replace(new, history_wanted=new.history_wanted or unseen)
             if run.status in FAILED_STATUSES and (
                 previous is None
                 or previous.submission_id != run.submission_id
@@ -684,11 +698,21 @@ class TargetPoller:
         if run.error_details:
             log.debug("job run error details", extra={**where, "error_details": run.error_details})
 
-    # --- 4. run history (last success) ---------------------------------------------------------
+    # --- 4. run history (last success, run counts) ---------------------------------------------
 
-    def _start_history_reads(self, deadline: float) -> list[Future[None]]:
+    def _want_histories_of_unread_ends(self) -> None:
+        """Jobs whose list entry tells of a run that ended, which this collection's status reads did
+        not reach, want their history: the run is counted from it (a ``common`` call) rather than
+        waiting for a status call, which running jobs take first."""
+        with self._lock:
+            for cluster in self._clusters.values():
+                for name, job in cluster.jobs.items():
+                    if not job.history_wanted and job.ended_unread:
+                        cluster.jobs[name] = replace(job, history_wanted=True)
+
+    def _histories_due(self) -> list[JobState]:
+        """Jobs whose run history is to be read now, the one read longest ago first."""
         now = self._mono()
-        slots = int(self._bucket("submissions").available())
         with self._lock:
             wanted = [
                 j
@@ -701,8 +725,12 @@ class TargetPoller:
                     or now - j.history_at >= self.collection.history_interval
                 )
             ]
+        return sorted(wanted, key=lambda j: j.history_at or float("-inf"))
+
+    def _start_history_reads(self, due: list[JobState], deadline: float) -> list[Future[None]]:
+        slots = int(self._bucket("submissions").available())
         futures = []
-        for job in sorted(wanted, key=lambda j: j.history_at or float("-inf"))[: max(0, slots)]:
+        for job in due[: max(0, slots)]:
             key = ("history", job.cluster_id, job.name)
             if self._claim(key) and (
                 future := self._submit(key, self._read_history, job.cluster_id, job.name, deadline)
@@ -711,11 +739,17 @@ class TargetPoller:
         return futures
 
     def _read_history(self, cluster_id: str, job_name: str, deadline: float) -> None:
-        """Read the history page by page until the last success is known (:class:`HistoryScan`)."""
+        """Read the history page by page until the last success and the runs that ended unseen
+        are known (:class:`HistoryScan`); each page's ended runs count as soon as it is read."""
         bucket = self._bucket("submissions")
         with self._lock:
             job = self._job(cluster_id, job_name)
-            scan = (job.history_scan if job is not None else None) or HistoryScan()
+            if job is None:
+                return
+            success_known = job.last_success is not None or job.history_read_at is not None
+            scan = job.history_scan or HistoryScan.begin(
+                job.latest, success_known=success_known, list_key=job.summary.change_key
+            )
         started = self._mono()
         while not scan.done:
             timeout = self._timeout(deadline)
@@ -729,8 +763,28 @@ class TargetPoller:
                 self._store_history(cluster_id, job_name, None, started)  # again at the interval
                 return
             self._call_worked(None)
-            scan = scan.read(page)
+            after = self._store_history_page(cluster_id, job_name, scan, page)
+            if after is None:
+                return  # the job is gone
+            scan = after
         self._store_history(cluster_id, job_name, scan, started)
+
+    def _store_history_page(
+        self, cluster_id: str, job_name: str, scan: HistoryScan, page: SubmissionPage
+    ) -> HistoryScan | None:
+        """Count the page's ended runs and take its successes and failures; the scan after it."""
+        runs = [run for run in page.runs if run.job_name == job_name]  # not an entire-DB sub-job's
+        with self._lock:
+            job = self._job(cluster_id, job_name)
+            if job is None:
+                return None
+            tally = job.tally
+            scan = scan.read(page, job_name, tally.settled if tally is not None else None)
+            new = job.with_ended_runs(runs)
+            if tally is not None:
+                new = replace(new, tally=tally.observe(runs))
+            self._clusters[cluster_id].jobs[job_name] = new
+        return scan
 
     def _store_history(
         self, cluster_id: str, job_name: str, scan: HistoryScan | None, started: float
@@ -741,15 +795,20 @@ class TargetPoller:
                 return
             if scan is None:  # the read failed: keep what is known, try at the next interval
                 new = replace(job, history_at=started, history_scan=None)
+            elif not scan.done:  # cut short by the budget or the deadline: resumed next time
+                new = replace(job, history_at=started, history_scan=scan)
             else:
-                found = scan.last_success
-                best = max((v for v in (job.last_success, found) if v is not None), default=None)
+                tally = job.tally.settle(scan.covered) if job.tally is not None else None
+                newest = job.latest.submission_id if job.latest is not None else None
                 new = replace(
                     job,
-                    last_success=best,
-                    history_wanted=not scan.done,
+                    tally=tally,
+                    # a run that ended unseen while the history was read is read about next time
+                    history_wanted=tally is not None and tally.gap(newest),
                     history_at=started,
-                    history_scan=None if scan.done else scan,
+                    history_read_at=self._wall(),
+                    history_key=scan.list_key,
+                    history_scan=None,
                 )
             self._clusters[cluster_id].jobs[job_name] = new
 

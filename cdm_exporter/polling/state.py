@@ -20,6 +20,7 @@ from cdm_exporter.api.endpoints import Endpoint, Policy
 from cdm_exporter.api.errors import AuthError, CdmError
 from cdm_exporter.api.models import (
     ACTIVE_STATUSES,
+    FAILED_STATUSES,
     Cluster,
     Counters,
     JobSummary,
@@ -30,6 +31,7 @@ from cdm_exporter.api.models import (
 from cdm_exporter.api.paging import JobListPaging
 from cdm_exporter.polling.history import HistoryScan
 from cdm_exporter.polling.records import MONOTONIC, TRANSIENT, Clocks, Record, from_record, to_record
+from cdm_exporter.polling.run_counts import NOT_RUN, RunTally, run_ended
 
 
 class JobInfo(NamedTuple):
@@ -59,8 +61,14 @@ class JobState:
     refreshed_at: float | None = None  # wall-clock time of the last successful status fetch
     fetched_key: tuple[object, ...] | None = None  # summary.change_key when that fetch happened
     last_success: float | None = None  # end of the latest SUCCEEDED run known
+    last_failure: float | None = None  # end of the latest FAILED or FAILURE_ON_SUBMIT run known
+    last_run_end: float | None = None  # end of the latest ended run known
+    last_run_duration: float | None = None  # ... and its start to end
+    tally: RunTally | None = None  # ended runs counted since the first status read
     history_wanted: bool = False  # a run may have ended unseen: read the run history
     history_at: float | None = field(default=None, metadata=MONOTONIC)  # time of the last history read
+    history_read_at: float | None = None  # wall-clock time the last history read finished
+    history_key: tuple[object, ...] | None = None  # summary.change_key when that read began
     history_scan: HistoryScan | None = None  # a history read the budget cut short, resumed next
     status_error: tuple[str, str] | None = None  # (kind, message) of a failed status fetch, until one works
 
@@ -100,16 +108,60 @@ class JobState:
         return not self.latest_is_current
 
     @property
+    def ended_unread(self) -> bool:
+        """Whether the list entry tells of a run that ended after the fetched run was read, which
+        no history read has looked at since: a newer run started (so the one fetched ended, and
+        maybe more), or the run fetched active has ended. Only for a job whose runs are counted."""
+        summary, run = self.summary, self.latest
+        started = summary.execute_start_date
+        if self.tally is None or started is None or summary.change_key == self.history_key:
+            return False
+        listed_ended = summary.status is not None and summary.status.upper() not in (
+            *ACTIVE_STATUSES,
+            *NOT_RUN,
+        )
+        if run is None:
+            return listed_ended  # the job's first run, ended
+        fetched_start = run.execute_date or run.creation_date
+        if fetched_start is None:
+            return False
+        if started > fetched_start + 1.0:
+            return True
+        return run.status in ACTIVE_STATUSES and listed_ended
+
+    @property
     def current_run(self) -> Submission | None:
         """The fetched run when it is still the newest information, else ``None``."""
         return self.latest if self.latest_is_current else None
 
-    def with_successes(self, runs: Iterable[Submission]) -> JobState:
-        """This state with ``last_success`` moved on to the end of the latest SUCCEEDED run among
-        ``runs``; it never moves back (a history page may not reach the run we saw end)."""
-        ends = [run.end_date for run in runs if run.status == "SUCCEEDED"]
-        known = [end for end in (self.last_success, *ends) if end is not None]
-        return replace(self, last_success=max(known)) if known else self
+    def with_ended_runs(self, runs: Iterable[Submission]) -> JobState:
+        """This state with what the ended runs among ``runs`` tell: the last success, the last
+        failure and the latest run's duration move on to the latest such run; they never move back
+        (a history page may not reach the run we saw end)."""
+        ended = [(run, run.end_date) for run in runs if run_ended(run) and run.end_date is not None]
+        if not ended:
+            return self
+        successes = [end for run, end in ended if run.status == "SUCCEEDED"]
+        failures = [end for run, end in ended if run.status in FAILED_STATUSES]
+        new = replace(
+            self,
+            last_success=_latest(self.last_success, *successes),
+            last_failure=_latest(self.last_failure, *failures),
+        )
+        run, end = max(ended, key=lambda pair: pair[1])
+        if self.last_run_end is None or end > self.last_run_end:
+            started = run.execute_date or run.creation_date
+            duration = max(0.0, end - started) if started is not None else None
+            new = replace(new, last_run_end=end, last_run_duration=duration)
+        return new
+
+    def relisted(self, summary: JobSummary) -> JobState:
+        """This job with its new list entry; a job deleted and created again under the same name
+        (its creation date changed) starts over, its run counts with it."""
+        before, now = self.summary.creation_date, summary.creation_date
+        if before is not None and now is not None and abs(before - now) >= 1.0:
+            return JobState(cluster_id=self.cluster_id, summary=summary)
+        return replace(self, summary=summary)
 
     def info(self) -> JobInfo:
         """The job's facts: the fetched run's where it has them, else the list entry's."""
@@ -149,6 +201,10 @@ class JobState:
             files_read=s.files_read,
             files_written=s.files_written,
         )
+
+
+def _latest(*values: float | None) -> float | None:
+    return max((v for v in values if v is not None), default=None)
 
 
 def _flag(value: bool | None) -> str:

@@ -9,7 +9,8 @@ A ``projects`` target is a :class:`ProjectDiscovery` (one poller per discovered 
 place of a single poller.
 
 A reload keeps the API budget's buckets (what was spent stays spent; discovered projects draw from
-the same ones) and, when only the collection settings changed, each target's known state.
+the same ones) and, when only the collection settings changed, each target's known state: the
+new poller adopts what the old one knew of each job, so run counters go on.
 
 With a state store (:mod:`cdm_exporter.polling.persistence`), what the targets knew is read back
 before the first scrape, written in the background, and the budget's windows live in the store;

@@ -232,13 +232,14 @@ class World:
             cluster = self._get_cluster(cluster_id)
             return self._job_view(cluster, self._get_job(cluster, name), self.sim_time())
 
-    def history(self, cluster_id: str, name: str) -> History:
-        """The kept run history (``settings.history_size`` runs at most), newest first."""
+    def history(self, cluster_id: str, name: str, limit: int | None = None) -> History:
+        """The kept run history (``settings.history_size`` runs at most, or ``limit``: every run a
+        test needs to count), newest first."""
         with self._lock:
             cluster = self._get_cluster(cluster_id)
             job = self._get_job(cluster, name)
             t = self.sim_time()
-            limit = self._settings.history_size
+            limit = self._settings.history_size if limit is None else limit
             found, started = runs.timeline(job.spec.profile, job.manual, job.overrides, t, limit)
             views = [
                 self._run_view(cluster, job, run, job.spec.sid_base + started - 1 - i, t)
