@@ -6,7 +6,8 @@
 #   docker run -p 9792:9792 -v "$PWD/config.yml:/etc/cdm-exporter/config.yml:ro" cdm-exporter
 #
 # The demo (a simulated CDM API plus an exporter scraping it; nothing to configure). The image sets
-# CDM_EXPORTER_WEB_LISTEN_ADDRESS=:9792, so serve and demo both listen on every interface:
+# CDM_EXPORTER_WEB_LISTEN_ADDRESS=:9792 (and CDM_SIMULATOR_WEB_LISTEN_ADDRESS=:9796 for
+# `simulate`), so serve, demo and simulate listen on every interface:
 #
 #   docker run --rm -p 9792:9792 cdm-exporter demo
 #
@@ -58,7 +59,8 @@ LABEL org.opencontainers.image.title="cdm-exporter" \
 ENV PATH="/opt/cdm-exporter/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    CDM_EXPORTER_WEB_LISTEN_ADDRESS=:9792
+    CDM_EXPORTER_WEB_LISTEN_ADDRESS=:9792 \
+    CDM_SIMULATOR_WEB_LISTEN_ADDRESS=:9796
 
 # Install from the builder's wheels only (--no-index: nothing is fetched here); the bind mount keeps
 # the wheel files themselves out of the image. The venv's pip (from ensurepip, offline) is removed
