@@ -14,6 +14,11 @@ Each collection (docs/architecture.md, "Polling within the API budget"):
 
 Requests that outlive the deadline finish in the background and land in the state for the next
 scrape. A 429 is not retried: the bucket pauses and the job keeps its last known state.
+
+Between scrapes, :meth:`TargetPoller.pace` goes on where the scrape stopped, one call as each
+token comes: the status fetches the scrape planned (each job at most once per scrape interval),
+unfinished job lists and due history reads. So the budget is spent at an even pace over the
+whole interval instead of in bursts at scrape time, which the rolling minute cuts short.
 """
 
 from __future__ import annotations
@@ -21,25 +26,37 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Protocol
 
-from cdm_exporter.api.endpoints import POLICIES, Endpoint
+from cdm_exporter.api.endpoints import POLICIES, Endpoint, Policy
 from cdm_exporter.api.errors import AuthError, CdmError, NotFound, RateLimited
 from cdm_exporter.api.models import FAILED_STATUSES, Cluster, JobPage, Submission, latest
 from cdm_exporter.api.paging import JOB_PAGE_SIZE, JobListPaging
 from cdm_exporter.config import CollectionConfig, TargetConfig
-from cdm_exporter.polling.budget import Budgets, TokenBucket
+from cdm_exporter.polling.budget import WINDOW_SECONDS, Budgets, TokenBucket
 from cdm_exporter.polling.failure_log import FailureLog
-from cdm_exporter.polling.schedule import missed_a_run, status_fetch_order
+from cdm_exporter.polling.schedule import interval_plan, missed_a_run, status_fetch_order
 from cdm_exporter.polling.state import ClusterState, ClusterView, JobState, ListingCursor, TargetView
 
 log = logging.getLogger(__name__)
 
 #: a request is not started with less time than this left before the deadline
 MIN_REQUEST_SECONDS = 0.05
+#: how many intervals between scrapes the pace is averaged over
+PACE_SAMPLES = 4
+#: calls go on between scrapes for two scrape intervals after the last scrape, at least this long
+PACE_AT_LEAST_SECONDS = 60.0
+#: the running jobs, fetched last in a scrape interval, are to be done this long before the next
+#: scrape, and their calls are counted this much slower than the budget's pace
+LAST_CALLS_SECONDS = 0.5
+LAST_CALLS_SLACK = 1.1
+
+WorkKey = tuple[str, str, str]  # (what, cluster_id, job_name)
+Work = tuple[WorkKey, Callable[..., None], tuple[object, ...]]
 
 
 class ApiClient(Protocol):
@@ -83,7 +100,10 @@ class TargetPoller:
         *,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
+        paced: bool = False,
     ) -> None:
+        """``paced``: :meth:`pace` is called between scrapes, which then make only the urgent
+        calls; else only the scrapes call the API, each spending what the budget holds."""
         self.target = target
         self.collection = collection
         self.client = client
@@ -100,7 +120,16 @@ class TargetPoller:
         self._clusters_ok: bool | None = None
         self._auth_failed = False
         self._error: str | None = None
-        self._inflight: set[tuple[str, str, str]] = set()  # (what, cluster_id, job_name)
+        self._inflight: set[WorkKey] = set()
+        self._scraped_at: float | None = None  # monotonic start of the last refresh (scrape)
+        self._intervals: deque[float] = deque(maxlen=PACE_SAMPLES)  # seconds between scrapes
+        # (cluster_id, job_name) to fetch in this scrape interval: first, and at its end
+        self._status_first: deque[tuple[str, str]] = deque()
+        self._status_last: deque[tuple[str, str]] = deque()
+        self._status_plan_stale = False  # a job list changed the jobs since the plan was made
+        self._status_tried: set[tuple[str, str]] = set()  # fetched (or tried) since the scrape
+        self._paced = paced  # pace() runs between scrapes: the budget is spent over the interval
+        self._paced_at: dict[Policy, float] = {}  # when pace() may start the next call, per budget
         self.failures = FailureLog(log, target.name)
         self.authenticated: bool | None = None  # did the last authenticated call work
 
@@ -110,10 +139,81 @@ class TargetPoller:
         """Bring the state up to date as far as budget and ``deadline`` (monotonic) allow."""
         with self._lock:
             self._auth_failed = False
+        self._scraped(self._mono())
         self._refresh_clusters(deadline)
         # lists first: they tell which jobs exist and which changed, which orders the status fetches
         self._wait(self._start_job_lists(deadline), deadline)
         self._wait(self._start_status_fetches(deadline) + self._start_history_reads(deadline), deadline)
+
+    def pace(self) -> tuple[list[Future[None]], float | None]:
+        """Between scrapes: start the next call of each budget when its pace (the budget's rate)
+        and its tokens allow, in priority order. Returns the calls started and when to look again
+        (monotonic time), or None when there is nothing left to do until the next scrape, or no
+        scrape came for a while."""
+        now = self._mono()
+        if not self._paced or self._scraped_at is None or now - self._scraped_at > self._pace_for():
+            return [], None
+        futures: list[Future[None]] = []
+        looks: list[float] = []
+        budgets: tuple[tuple[Policy, Callable[[], Work | None]], ...] = (
+            ("job_status", self._next_status_work),
+            ("common", self._next_common_work),
+        )
+        for policy, next_work in budgets:
+            bucket = self._budgets.bucket(self._identity, policy)
+            while (work := next_work()) is not None:
+                due = self._paced_at.get(policy, now)
+                if now < due:
+                    looks.append(due)
+                    break
+                if not bucket.try_acquire():
+                    looks.append(bucket.next_token_at())
+                    break
+                key, call, args = work
+                if not self._claim(key):
+                    bucket.refund()
+                    continue
+                # the next call one pace later, catching up at most a second of lateness
+                self._paced_at[policy] = max(due + bucket.spacing(), now - 1.0)
+                deadline = now + self.collection.read_timeout
+                futures.append(self._executor.submit(self._run_claimed, key, call, *args, deadline, True))
+        return futures, min(looks, default=None)
+
+    def _scraped(self, now: float) -> None:
+        """A scrape started: note it, for the pace of the calls until the next one."""
+        if self._scraped_at is not None:
+            self._intervals.append(max(0.0, now - self._scraped_at))
+        self._scraped_at = now
+        with self._lock:
+            self._status_tried = set()
+
+    def _interval(self) -> float:
+        """The usual time between scrapes: the mean of the last few (0 before the second)."""
+        return sum(self._intervals) / len(self._intervals) if self._intervals else 0.0
+
+    def _pace_for(self) -> float:
+        """How long after a scrape calls go on: until two scrapes were missed."""
+        return max(PACE_AT_LEAST_SECONDS, 2.0 * self._interval())
+
+    def _share(self, policy: Policy) -> int:
+        """The calls ``policy``'s budget allows until the next scrape, when they are paced (0
+        when only the scrapes spend the budget)."""
+        if not self._paced:
+            return 0
+        rate = self._budgets.bucket(self._identity, policy).rate_per_second
+        return int(rate * min(WINDOW_SECONDS, self._interval()))
+
+    def _spend(self, bucket: TokenBucket, deadline: float, paid: bool) -> float | None:
+        """The read timeout of a call about to be sent, its token taken (by the caller when
+        ``paid``); None, the token back, when there is no token or no time left."""
+        timeout = self._timeout(deadline)
+        if timeout is None:
+            if paid:
+                bucket.refund()
+            return None
+        if not paid and not bucket.try_acquire():
+            return None
+        return timeout
 
     def _wait(self, futures: list[Future[None]], deadline: float) -> None:
         if futures:
@@ -210,18 +310,25 @@ class TargetPoller:
 
     # --- 2. job lists ------------------------------------------------------------------------
 
-    def _start_job_lists(self, deadline: float) -> list[Future[None]]:
+    def _lists_due(self, since: float = float("inf")) -> list[str]:
+        """Clusters whose job list is under way, or due and not read since ``since`` (a list at
+        most once per scrape interval), and not being read right now."""
         now = self._mono()
-        futures = []
         with self._lock:
-            due = [
+            return [
                 cid
                 for cid, c in self._clusters.items()
-                if c.listing is not None
-                or c.listed_at is None
-                or now - c.listed_at >= self.collection.job_list_interval
+                if (
+                    c.listing is not None
+                    or c.listed_at is None
+                    or (now - c.listed_at >= self.collection.job_list_interval and c.listed_at < since)
+                )
+                and ("list", cid, "") not in self._inflight
             ]
-        for cluster_id in due:
+
+    def _start_job_lists(self, deadline: float) -> list[Future[None]]:
+        futures = []
+        for cluster_id in self._lists_due():
             key = ("list", cluster_id, "")
             if self._claim(key):
                 futures.append(
@@ -229,7 +336,7 @@ class TargetPoller:
                 )
         return futures
 
-    def _list_jobs(self, cluster_id: str, deadline: float) -> None:
+    def _list_jobs(self, cluster_id: str, deadline: float, paid: bool = False) -> None:
         with self._lock:
             state = self._clusters.get(cluster_id)
             if state is None:
@@ -239,8 +346,9 @@ class TargetPoller:
         types = self.target.jobs.types
         bucket = self._bucket("list_jobs")
         while cursor.type_index < len(types):
-            timeout = self._timeout(deadline)
-            if timeout is None or not bucket.try_acquire():
+            timeout = self._spend(bucket, deadline, paid)
+            paid = False  # the caller paid for the first page at most
+            if timeout is None:
                 return  # resume at the next collection
             paging = cursor.paging
             try:
@@ -283,32 +391,102 @@ class TargetPoller:
             state.listed_at = self._mono()
             state.up = True
             state.list_error = None
+            self._status_plan_stale = True  # jobs came, went or changed
 
     # --- 3. job status -----------------------------------------------------------------------
 
     def _start_status_fetches(self, deadline: float) -> list[Future[None]]:
+        """Plan the scrape interval's status fetches and make those the scrape should: all of
+        them when the budget has them now; else, when the pacer spreads them over the interval,
+        only the urgent ones (running jobs never fetched: a new run, or the start)."""
         slots = int(self._bucket("job_status").available())
-        with self._lock:
-            jobs = [j for c in self._clusters.values() for j in c.jobs.values()]
+        planned = self._plan_statuses(slots)
         futures = []
-        for job in status_fetch_order(jobs, slots):
-            if slots <= 0:
-                break
-            key = ("status", job.cluster_id, job.name)
-            if not self._claim(key):
-                continue
-            slots -= 1
-            futures.append(
-                self._executor.submit(
-                    self._run_claimed, key, self._fetch_status, job.cluster_id, job.name, deadline
-                )
-            )
+        if self._paced and planned > slots:
+            with self._lock:
+                urgent = [
+                    ("status", j.cluster_id, j.name)
+                    for c in self._clusters.values()
+                    for j in c.jobs.values()
+                    if j.active and j.refreshed_at is None
+                ]
+            for key in urgent[:slots]:
+                if self._claim(key):
+                    fetch = self._executor.submit(
+                        self._run_claimed, key, self._fetch_status, *key[1:], deadline
+                    )
+                    futures.append(fetch)
+            return futures
+        while slots > 0 and (work := self._next_status_work()) is not None:
+            key, call, args = work
+            if self._claim(key):
+                slots -= 1
+                futures.append(self._executor.submit(self._run_claimed, key, call, *args, deadline))
         return futures
 
-    def _fetch_status(self, cluster_id: str, job_name: str, deadline: float) -> None:
+    def _plan_statuses(self, slots: int) -> int:
+        """Plan the status fetches of this scrape interval (:func:`interval_plan`) among the
+        jobs not fetched since it began, ``slots`` of them possibly at once; how many."""
+        with self._lock:
+            jobs = [
+                j
+                for c in self._clusters.values()
+                for j in c.jobs.values()
+                if (j.cluster_id, j.name) not in self._status_tried
+            ]
+        calls = max(slots, self._share("job_status"))
+        if self._paced:
+            first, last = interval_plan(jobs, calls)
+        else:  # only scrapes call: no end of the interval to wait for
+            first, last = status_fetch_order(jobs, calls), []
+        with self._lock:
+            self._status_first = deque((j.cluster_id, j.name) for j in first)
+            self._status_last = deque((j.cluster_id, j.name) for j in last)
+            self._status_plan_stale = False
+        return len(first) + len(last)
+
+    def _next_status_work(self) -> Work | None:
+        """The next job of the plan not yet tried in this scrape interval: from the first part,
+        until only the time for the last part (the running jobs) is left before the next scrape."""
+        if self._status_plan_stale:
+            self._plan_statuses(0)
+        with self._lock:
+            for plan in (self._status_first, self._status_last):
+                while plan and not self._worth_fetching(*plan[0]):
+                    plan.popleft()
+            if self._status_last and (not self._status_first or self._time_for_the_last()):
+                plan = self._status_last
+            elif self._status_first:
+                plan = self._status_first
+            else:
+                return None
+            cluster_id, job_name = plan[0]
+            return ("status", cluster_id, job_name), self._fetch_status, (cluster_id, job_name)
+
+    def _worth_fetching(self, cluster_id: str, job_name: str) -> bool:
+        """Not tried in this scrape interval, not being fetched, still there (under the lock)."""
+        return (
+            (cluster_id, job_name) not in self._status_tried
+            and ("status", cluster_id, job_name) not in self._inflight
+            and self._job(cluster_id, job_name) is not None
+        )
+
+    def _time_for_the_last(self) -> bool:
+        """Is it time to fetch the end of the plan, so that it is done just before the next
+        scrape? (With a little slack: the window's margin slows the pace a little.)"""
+        if self._scraped_at is None or not self._intervals:
+            return True
+        next_scrape = self._scraped_at + self._interval()
+        pace = 1.0 / self._budgets.bucket(self._identity, "job_status").rate_per_second
+        needed = len(self._status_last) * pace * LAST_CALLS_SLACK + LAST_CALLS_SECONDS
+        return next_scrape - self._mono() <= needed
+
+    def _fetch_status(self, cluster_id: str, job_name: str, deadline: float, paid: bool = False) -> None:
+        with self._lock:
+            self._status_tried.add((cluster_id, job_name))  # once per scrape interval, even if it fails
         bucket = self._bucket("job_status")
-        timeout = self._timeout(deadline)
-        if timeout is None or not bucket.try_acquire():
+        timeout = self._spend(bucket, deadline, paid)
+        if timeout is None:
             return
         with self._lock:
             job = self._job(cluster_id, job_name)
@@ -370,18 +548,9 @@ class TargetPoller:
     # --- 4. run history (last success) ---------------------------------------------------------
 
     def _start_history_reads(self, deadline: float) -> list[Future[None]]:
-        now = self._mono()
         slots = int(self._bucket("submissions").available())
-        with self._lock:
-            wanted = [
-                j
-                for c in self._clusters.values()
-                for j in c.jobs.values()
-                if j.history_wanted
-                and (j.history_at is None or now - j.history_at >= self.collection.history_interval)
-            ]
         futures = []
-        for job in sorted(wanted, key=lambda j: j.history_at or float("-inf"))[: max(0, slots)]:
+        for job in self._history_due()[: max(0, slots)]:
             key = ("history", job.cluster_id, job.name)
             if self._claim(key):
                 futures.append(
@@ -391,10 +560,10 @@ class TargetPoller:
                 )
         return futures
 
-    def _read_history(self, cluster_id: str, job_name: str, deadline: float) -> None:
+    def _read_history(self, cluster_id: str, job_name: str, deadline: float, paid: bool = False) -> None:
         bucket = self._bucket("submissions")
-        timeout = self._timeout(deadline)
-        if timeout is None or not bucket.try_acquire():
+        timeout = self._spend(bucket, deadline, paid)
+        if timeout is None:
             return
         started = self._mono()
         try:
@@ -415,13 +584,44 @@ class TargetPoller:
                 job.with_successes(runs), history_wanted=False, history_at=started
             )
 
+    def _history_due(self, since: float = float("inf")) -> list[JobState]:
+        """Jobs whose run history is wanted and may be read again (and was not read since
+        ``since``: at most once per scrape interval), longest unread first."""
+        now = self._mono()
+        with self._lock:
+            wanted = [
+                j
+                for c in self._clusters.values()
+                for j in c.jobs.values()
+                if j.history_wanted
+                and (
+                    j.history_at is None
+                    or (now - j.history_at >= self.collection.history_interval and j.history_at < since)
+                )
+                and ("history", j.cluster_id, j.name) not in self._inflight
+            ]
+        return sorted(wanted, key=lambda j: j.history_at or float("-inf"))
+
+    def _next_common_work(self) -> Work | None:
+        """The next call of the common budget: a job list under way or due, else a history read;
+        none that was made since the scrape began."""
+        since = self._scraped_at if self._scraped_at is not None else float("inf")
+        lists = self._lists_due(since)
+        if lists:
+            return ("list", lists[0], ""), self._list_jobs, (lists[0],)
+        history = self._history_due(since)
+        if history:
+            job = history[0]
+            return ("history", job.cluster_id, job.name), self._read_history, (job.cluster_id, job.name)
+        return None
+
     # --- bookkeeping ---------------------------------------------------------------------------
 
     def _job(self, cluster_id: str, job_name: str) -> JobState | None:
         cluster = self._clusters.get(cluster_id)
         return cluster.jobs.get(job_name) if cluster is not None else None
 
-    def _claim(self, key: tuple[str, str, str]) -> bool:
+    def _claim(self, key: WorkKey) -> bool:
         """Mark work as in flight; False when the same work is still running from a past scrape."""
         with self._lock:
             if key in self._inflight:
@@ -429,7 +629,7 @@ class TargetPoller:
             self._inflight.add(key)
             return True
 
-    def _run_claimed(self, key: tuple[str, str, str], work: Callable[..., None], *args: object) -> None:
+    def _run_claimed(self, key: WorkKey, work: Callable[..., None], *args: object) -> None:
         try:
             work(*args)
         except Exception:  # a bug must not kill the worker or leave the key claimed forever

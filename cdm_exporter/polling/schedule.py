@@ -1,8 +1,12 @@
 """The poller's decisions about what to read next, as pure functions of the known state.
 
 * :func:`status_fetch_order`: which jobs' ``/status`` to fetch, in order: running jobs, then
-  jobs whose list entry changed since their last fetch, then the rest, each oldest-refreshed
-  first; when running jobs alone would take every call, a quarter is kept for changed jobs.
+  jobs whose run started or ended since their last fetch, then jobs never fetched, then the
+  rest, each oldest-refreshed first; when running jobs alone would take every call, a quarter is
+  kept for the jobs whose run ended.
+* :func:`interval_plan`: the same jobs split for a scrape interval whose calls are paced:
+  when the budget has room for every running job, the others go first and the running ones
+  last, so that they are fetched just before the next scrape, which sees them freshest.
 * :func:`missed_a_run`: whether a run may have ended between two observations without being
   seen, which makes the poller read the job's run history (for its last success).
 """
@@ -19,20 +23,48 @@ def _age(job: JobState) -> float:
     return job.refreshed_at if job.refreshed_at is not None else float("-inf")
 
 
+def _ended_since_fetch(job: JobState) -> bool:
+    """A job fetched before whose list entry tells of a run that started or ended since."""
+    if job.latest is None:  # fetched, no run then: any change of the entry is a run
+        return job.fetched_key != job.summary.change_key
+    return job.changed_since_fetch
+
+
 def status_fetch_order(jobs: Iterable[JobState], slots: int) -> list[JobState]:
     """Every job, in the order their status should be fetched when ``slots`` calls are left.
 
     Running jobs come first, but when they alone would take every call, a quarter of the calls
-    is kept for jobs whose list entry changed: a run that ended must be read (its error,
-    counters, last success) even while more jobs run than the budget can refresh.
+    is kept for jobs whose list entry changed since their last fetch: a run that ended must be
+    read (its error, counters, last success) even while more jobs run than the budget can
+    refresh. Jobs never fetched come after those: their list entries already give their status,
+    and at start thousands of them would otherwise take the reserve, and the running jobs'
+    freshness with it, for an hour.
     """
     jobs = list(jobs)
     active = sorted((j for j in jobs if j.active), key=_age)
-    changed = sorted((j for j in jobs if not j.active and j.changed_since_fetch), key=_age)
-    rest = sorted((j for j in jobs if not j.active and not j.changed_since_fetch), key=_age)
+    fetched = [j for j in jobs if not j.active and j.refreshed_at is not None]
+    changed = sorted((j for j in fetched if _ended_since_fetch(j)), key=_age)
+    never = [j for j in jobs if not j.active and j.refreshed_at is None]
+    rest = sorted((j for j in fetched if not _ended_since_fetch(j)), key=_age)
     reserve = min(len(changed), max(1, slots // 4)) if len(active) >= slots else 0
     first = active[: max(0, slots - reserve)]
-    return first + changed + active[len(first) :] + rest
+    return first + changed + active[len(first) :] + never + rest
+
+
+def interval_plan(jobs: Iterable[JobState], calls: int) -> tuple[list[JobState], list[JobState]]:
+    """Jobs to fetch in a scrape interval of ``calls`` paced calls: ``(first, last)``.
+
+    When every running job fits in the interval's calls, ``last`` holds them (oldest first) and
+    ``first`` the others (ended runs, never fetched, the rest): the poller fetches the running
+    jobs at the end of the interval. Otherwise running jobs take the calls round robin, with the
+    reserve for ended runs (:func:`status_fetch_order`), all in ``first``.
+    """
+    jobs = list(jobs)
+    active = [j for j in jobs if j.active]
+    if len(active) >= calls:
+        return status_fetch_order(jobs, calls), []
+    order = status_fetch_order(jobs, len(jobs))  # running, then ended runs, never fetched, the rest
+    return order[len(active) :], order[: len(active)]
 
 
 def missed_a_run(previous: Submission | None, run: Submission) -> bool:

@@ -2,6 +2,7 @@
 
 ``collect()`` refreshes the targets in parallel within a deadline; each target's refresh is a
 single flight, so concurrent scrapes (``/metrics`` and ``/probe`` alike) share one collection.
+Between scrapes a pacer thread goes on spending the budgets as they refill (``pace()``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Literal
 
 from cdm_exporter.config import CollectionConfig, Config, TargetConfig
 from cdm_exporter.polling.budget import Budgets
@@ -21,6 +23,12 @@ from cdm_exporter.polling.telemetry import ApiTelemetry, TelemetrySnapshot
 from cdm_exporter.singleflight import FlightTimeout, SingleFlight
 
 log = logging.getLogger(__name__)
+
+#: the pacer looks again after at least this long, even when a call could be sent at once
+PACER_MIN_SLEEP_SECONDS = 0.01
+
+
+Pacing = Literal["thread", "caller", "off"]
 
 
 class UnknownTarget(KeyError):
@@ -42,12 +50,15 @@ class Exporter:
         client_factory: ClientFactory = build_client,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
-        full_minute_budget: bool = False,
+        pacing: Pacing = "thread",
     ) -> None:
+        """``pacing``: how calls go on between scrapes. ``thread``: a pacer thread, which waits in
+        real time; ``caller``: the caller calls :meth:`pace` (with an injected clock); ``off``:
+        only the scrapes call the API (a one-shot ``check``, tests of the scrapes alone)."""
         self._client_factory = client_factory
         self._wall = wall
         self._mono = mono
-        self._full_minute_budget = full_minute_budget
+        self._pacing = pacing
         self._lock = threading.Lock()
         self._targets: dict[str, _Target] = {}
         self._collection: CollectionConfig | None = None
@@ -60,6 +71,12 @@ class Exporter:
         self.collections = 0  # completed collect() calls, for /-/ready and tests
         self.config = config
         self.apply(config)
+        self._closed = False
+        self._wake = threading.Event()  # a scrape came, or close(): the pacer looks again
+        self._pacer: threading.Thread | None = None
+        if pacing == "thread":
+            self._pacer = threading.Thread(target=self._pace_loop, name="cdm-pacer", daemon=True)
+            self._pacer.start()
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -70,9 +87,7 @@ class Exporter:
             if not same_collection or self._budgets is None:
                 budget = config.collection.budget_per_minute
                 self._budgets = Budgets(
-                    {"job_status": budget.job_status, "common": budget.common},
-                    clock=self._mono,
-                    full_minute=self._full_minute_budget,
+                    {"job_status": budget.job_status, "common": budget.common}, clock=self._mono
                 )
             old = self._targets
             new: dict[str, _Target] = {}
@@ -92,7 +107,16 @@ class Exporter:
     def _make_target(self, target: TargetConfig, collection: CollectionConfig, budgets: Budgets) -> _Target:
         telemetry = ApiTelemetry()
         client, identity = self._client_factory(target, collection, telemetry.observe)
-        poller = TargetPoller(target, collection, client, budgets, identity, wall=self._wall, mono=self._mono)
+        poller = TargetPoller(
+            target,
+            collection,
+            client,
+            budgets,
+            identity,
+            wall=self._wall,
+            mono=self._mono,
+            paced=self._pacing != "off",
+        )
         return _Target(poller, telemetry)
 
     @property
@@ -121,6 +145,34 @@ class Exporter:
         with self._lock:
             self._durations[None if targets is None else ",".join(targets)] = self._mono() - started
             self.collections += 1
+        self._wake.set()  # the pacer goes on from this scrape's plan
+
+    def pace(self) -> tuple[list[Future[None]], float | None]:
+        """Start the calls every target's budgets allow now between scrapes; returns them and
+        when to look again (None: not before the next scrape). The pacer thread calls it; a
+        test or benchmark with an injected clock calls it itself."""
+        started: list[Future[None]] = []
+        looks: list[float] = []
+        for target in self._select(None):
+            try:
+                futures, look = target.poller.pace()
+            except RuntimeError:  # the target was closed by a reload meanwhile
+                continue
+            started += futures
+            if look is not None:
+                looks.append(look)
+        return started, min(looks, default=None)
+
+    def _pace_loop(self) -> None:
+        while not self._closed:
+            self._wake.clear()  # before looking: a scrape that comes meanwhile is not missed
+            try:
+                _, look = self.pace()
+            except Exception:
+                log.exception("pacing failed")
+                look = self._mono() + 1.0
+            timeout = None if look is None else max(PACER_MIN_SLEEP_SECONDS, look - self._mono())
+            self._wake.wait(timeout)
 
     def _refresh_one(self, target: _Target, deadline: float) -> None:
         try:
@@ -153,6 +205,8 @@ class Exporter:
         return True, "ready"
 
     def close(self) -> None:
+        self._closed = True
+        self._wake.set()
         for target in self._select(None):
             target.poller.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
