@@ -9,6 +9,7 @@ from .errors import ConfigError
 from .loader import config_from_env, load_config, parse_config, parse_duration
 from .model import (
     JOB_TYPES,
+    STATUS_SERIES,
     AkSkAuthConfig,
     AuthConfig,
     BudgetConfig,
@@ -16,12 +17,14 @@ from .model import (
     Config,
     JobsFilter,
     PasswordAuthConfig,
+    StatusSeries,
     TargetConfig,
     TokenAuthConfig,
 )
 
 __all__ = [
     "JOB_TYPES",
+    "STATUS_SERIES",
     "AkSkAuthConfig",
     "AuthConfig",
     "BudgetConfig",
@@ -31,6 +34,7 @@ __all__ = [
     "JobsFilter",
     "PasswordAuthConfig",
     "Secret",
+    "StatusSeries",
     "TargetConfig",
     "TokenAuthConfig",
     "config_from_env",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cdm_exporter.config import StatusSeries
 from cdm_exporter.polling.state import TargetView
 from cdm_exporter.polling.telemetry import TelemetrySnapshot
 
@@ -15,3 +16,4 @@ class Snapshot:
     targets: tuple[TargetView, ...]
     telemetry: TelemetrySnapshot
     scrape_duration: float | None
+    status_series: StatusSeries = "all"  # collection.status_series

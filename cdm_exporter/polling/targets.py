@@ -190,6 +190,7 @@ class Exporter:
             targets=tuple(t.poller.view() for t in selected),
             telemetry=TelemetrySnapshot.merge(t.telemetry.snapshot() for t in selected),
             scrape_duration=duration,
+            status_series=self.config.collection.status_series,
         )
 
     def ready(self) -> tuple[bool, str]:

@@ -7,7 +7,6 @@ users. A scrape refreshes the targets within the deadline Prometheus announces i
 
 from __future__ import annotations
 
-import gzip
 import html
 import logging
 from collections.abc import Callable, Iterable
@@ -16,13 +15,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from cdm_exporter import __version__
 from cdm_exporter.metrics.collector import CdmCollector
+from cdm_exporter.metrics.exposition import render
 from cdm_exporter.polling.targets import Exporter, UnknownTarget
 
 if TYPE_CHECKING:
@@ -42,9 +41,13 @@ ReloadHook = Callable[[], tuple[bool, str]]
 @dataclass
 class Response:
     status: str
-    body: bytes
+    body: bytes | list[bytes]  # a scrape's body comes in pieces, sent one after the other
     content_type: str = "text/plain; charset=utf-8"
     headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def chunks(self) -> list[bytes]:
+        return [self.body] if isinstance(self.body, bytes) else self.body
 
 
 def text(status: str, message: str) -> Response:
@@ -80,12 +83,14 @@ class ExporterApp:
         except Exception:
             log.exception("internal error serving %s", environ.get("PATH_INFO", ""))
             response = text("500 Internal Server Error", "internal error; see the exporter's log")
-        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body)))]
+        chunks = response.chunks
+        length = sum(len(chunk) for chunk in chunks)
+        headers = [("Content-Type", response.content_type), ("Content-Length", str(length))]
         headers += list(response.headers)
         if self.web_config is not None:  # http_server_config.headers of the web config
             headers += list(self.web_config.headers.items())
         start_response(response.status, headers)
-        return [response.body]
+        return chunks
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -141,13 +146,11 @@ class ExporterApp:
             registry = CollectorRegistry(auto_describe=False)
             registry.register(CdmCollector(lambda: self.exporter.snapshot([target])))
             self.exporter.collect(self._scrape_timeout(environ), [target])
-        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        body = encoder(registry)
+        exposition = render(registry, environ.get("HTTP_ACCEPT", ""), environ.get("HTTP_ACCEPT_ENCODING", ""))
         headers: tuple[tuple[str, str], ...] = ()
-        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-            body = gzip.compress(body, compresslevel=6)
+        if exposition.gzipped:
             headers = (("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding"))
-        return Response("200 OK", body, content_type, headers)
+        return Response("200 OK", exposition.chunks, exposition.content_type, headers)
 
     def _probe(self, environ: WSGIEnvironment) -> Response:
         names = parse_qs(environ.get("QUERY_STRING", "")).get("target", [])
