@@ -28,8 +28,9 @@ Reported per size and interval:
   cdm_job_refresh_timestamp_seconds``, pooled over every scrape after warm-up) beside the ideal
   round-robin round ``running / (job_status budget per second)``; how many scrapes made no
   status call;
-- ended runs: for each churn run that ended, the delay from its end in the simulator to the
-  first scrape whose exposition shows it SUCCEEDED/FAILED (p50/p95; "missed" never shown);
+- ended runs: for each churn run that ended (from warm-up to two minutes before the end), the
+  delay from its end in the simulator to the first scrape whose exposition shows it
+  SUCCEEDED/FAILED (p50/p95; "missed": never shown);
 - start-up: from the first scrape to every job listed, and to every running job's progress
   fetched once;
 - scrape duration (real seconds) beside the deadline.
@@ -78,6 +79,7 @@ CHURN_PERIOD = 300.0
 NAIVE_CONCURRENCY = 8
 TERMINAL = ("SUCCEEDED", "FAILED", "FAILURE_ON_SUBMIT")
 STARTUP_SECONDS = 61.0  # a new budget's whole minute at once: freshness is measured after it
+ENDED_SETTLE_SECONDS = 120.0  # runs that ended this close to the end of a run are not counted
 
 
 @dataclass
@@ -231,7 +233,7 @@ def ended_run_delays(world: World, result: Result, start: float) -> None:
     since, until = start + measured[0].at, start + result.scrapes[-1].at
     for key in world.churn:
         for run in world.sim.world.history(*key).runs:
-            if run.end is None or not since <= run.end <= until - 2 * result.interval:
+            if run.end is None or not since <= run.end <= until - ENDED_SETTLE_SECONDS:
                 continue
             seen = next(
                 (

@@ -47,7 +47,7 @@ ORDER: list[tuple[str, tuple[int, int, int], int, tuple[int, int, int]]] = [
     ("then-the-oldest", (2, 1, 2), 4, (2, 1, 1)),
     ("no-reserve-while-running-jobs-leave-room", (1, 2, 2), 2, (1, 1, 0)),
     ("a-reserve-when-running-jobs-take-every-call", (4, 2, 2), 4, (3, 1, 0)),
-    ("the-reserve-is-a-quarter", (8, 3, 0), 8, (6, 2, 0)),
+    ("the-reserve-is-a-tenth", (24, 5, 0), 20, (18, 2, 0)),
     ("the-reserve-is-at-least-one", (3, 3, 0), 2, (1, 1, 0)),
     ("no-reserve-without-changed-jobs", (8, 0, 2), 8, (8, 0, 0)),
 ]

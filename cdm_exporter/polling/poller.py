@@ -51,9 +51,8 @@ PACE_SAMPLES = 4
 #: calls go on between scrapes for two scrape intervals after the last scrape, at least this long
 PACE_AT_LEAST_SECONDS = 60.0
 #: the running jobs, fetched last in a scrape interval, are to be done this long before the next
-#: scrape, and their calls are counted this much slower than the budget's pace
-LAST_CALLS_SECONDS = 0.5
-LAST_CALLS_SLACK = 1.1
+#: scrape (their calls come at the budget's pace, :meth:`TokenBucket.spacing`)
+LAST_CALLS_SECONDS = 0.3
 
 WorkKey = tuple[str, str, str]  # (what, cluster_id, job_name)
 Work = tuple[WorkKey, Callable[..., None], tuple[object, ...]]
@@ -123,6 +122,7 @@ class TargetPoller:
         self._inflight: set[WorkKey] = set()
         self._scraped_at: float | None = None  # monotonic start of the last refresh (scrape)
         self._intervals: deque[float] = deque(maxlen=PACE_SAMPLES)  # seconds between scrapes
+        self._interval = 0.0  # their mean: the usual time between scrapes (0 before the second)
         # (cluster_id, job_name) to fetch in this scrape interval: first, and at its end
         self._status_first: deque[tuple[str, str]] = deque()
         self._status_last: deque[tuple[str, str]] = deque()
@@ -180,20 +180,19 @@ class TargetPoller:
         return futures, min(looks, default=None)
 
     def _scraped(self, now: float) -> None:
-        """A scrape started: note it, for the pace of the calls until the next one."""
+        """A scrape started: note it, for the pace of the calls until the next one. The usual
+        time between scrapes is the mean of the last few, so that one pause (or two Prometheus
+        servers scraping in turn) does not throw the pace off."""
         if self._scraped_at is not None:
             self._intervals.append(max(0.0, now - self._scraped_at))
+            self._interval = sum(self._intervals) / len(self._intervals)
         self._scraped_at = now
         with self._lock:
             self._status_tried = set()
 
-    def _interval(self) -> float:
-        """The usual time between scrapes: the mean of the last few (0 before the second)."""
-        return sum(self._intervals) / len(self._intervals) if self._intervals else 0.0
-
     def _pace_for(self) -> float:
         """How long after a scrape calls go on: until two scrapes were missed."""
-        return max(PACE_AT_LEAST_SECONDS, 2.0 * self._interval())
+        return max(PACE_AT_LEAST_SECONDS, 2.0 * self._interval)
 
     def _share(self, policy: Policy) -> int:
         """The calls ``policy``'s budget allows until the next scrape, when they are paced (0
@@ -201,7 +200,7 @@ class TargetPoller:
         if not self._paced:
             return 0
         rate = self._budgets.bucket(self._identity, policy).rate_per_second
-        return int(rate * min(WINDOW_SECONDS, self._interval()))
+        return int(rate * min(WINDOW_SECONDS, self._interval))
 
     def _spend(self, bucket: TokenBucket, deadline: float, paid: bool) -> float | None:
         """The read timeout of a call about to be sent, its token taken (by the caller when
@@ -312,11 +311,12 @@ class TargetPoller:
 
     def _lists_due(self, since: float = float("inf")) -> list[str]:
         """Clusters whose job list is under way, or due and not read since ``since`` (a list at
-        most once per scrape interval), and not being read right now."""
+        most once per scrape interval), and not being read right now: lists under way first,
+        then the one read longest ago, so that no cluster waits behind the others for good."""
         now = self._mono()
         with self._lock:
-            return [
-                cid
+            due = [
+                (c.listing is None, c.listed_at if c.listed_at is not None else float("-inf"), cid)
                 for cid, c in self._clusters.items()
                 if (
                     c.listing is not None
@@ -325,6 +325,7 @@ class TargetPoller:
                 )
                 and ("list", cid, "") not in self._inflight
             ]
+        return [cid for _, _, cid in sorted(due)]
 
     def _start_job_lists(self, deadline: float) -> list[Future[None]]:
         futures = []
@@ -473,12 +474,12 @@ class TargetPoller:
 
     def _time_for_the_last(self) -> bool:
         """Is it time to fetch the end of the plan, so that it is done just before the next
-        scrape? (With a little slack: the window's margin slows the pace a little.)"""
+        scrape? (Called under the lock.)"""
         if self._scraped_at is None or not self._intervals:
             return True
-        next_scrape = self._scraped_at + self._interval()
-        pace = 1.0 / self._budgets.bucket(self._identity, "job_status").rate_per_second
-        needed = len(self._status_last) * pace * LAST_CALLS_SLACK + LAST_CALLS_SECONDS
+        next_scrape = self._scraped_at + self._interval
+        spacing = self._budgets.bucket(self._identity, "job_status").spacing()
+        needed = len(self._status_last) * spacing + LAST_CALLS_SECONDS
         return next_scrape - self._mono() <= needed
 
     def _fetch_status(self, cluster_id: str, job_name: str, deadline: float, paid: bool = False) -> None:

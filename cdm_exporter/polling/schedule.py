@@ -2,7 +2,7 @@
 
 * :func:`status_fetch_order`: which jobs' ``/status`` to fetch, in order: running jobs, then
   jobs whose run started or ended since their last fetch, then jobs never fetched, then the
-  rest, each oldest-refreshed first; when running jobs alone would take every call, a quarter is
+  rest, each oldest-refreshed first; when running jobs alone would take every call, a tenth is
   kept for the jobs whose run ended.
 * :func:`interval_plan`: the same jobs split for a scrape interval whose calls are paced:
   when the budget has room for every running job, the others go first and the running ones
@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cdm_exporter.api.models import ACTIVE_STATUSES, Submission
+from cdm_exporter.api.models import ACTIVE_STATUSES, FAILED_STATUSES, Submission
 from cdm_exporter.polling.state import JobState
+
+#: when running jobs would take every status call, one call in this many is kept for ended runs
+RESERVE_DIVISOR = 10
 
 
 def _age(job: JobState) -> float:
@@ -33,22 +36,30 @@ def _ended_since_fetch(job: JobState) -> bool:
 def status_fetch_order(jobs: Iterable[JobState], slots: int) -> list[JobState]:
     """Every job, in the order their status should be fetched when ``slots`` calls are left.
 
-    Running jobs come first, but when they alone would take every call, a quarter of the calls
-    is kept for jobs whose list entry changed since their last fetch: a run that ended must be
-    read (its error, counters, last success) even while more jobs run than the budget can
-    refresh. Jobs never fetched come after those: their list entries already give their status,
-    and at start thousands of them would otherwise take the reserve, and the running jobs'
-    freshness with it, for an hour.
+    Running jobs come first, those never fetched first of all (a run that just started, and every
+    running job at start). When the others alone would take every call, a tenth of the calls (at
+    least one) is kept for jobs whose list entry changed since their last fetch, failed runs
+    first: a run that ended must be read (its error, counters, last success) even while more jobs
+    run than the budget can refresh. A tenth, because each such call makes the running jobs
+    staler, and the status a run ended with shows before it, from the job list. Jobs never fetched
+    come after those: their list entries already give their status, and at start thousands of them
+    would otherwise take the reserve, and the running jobs' freshness with it, for an hour.
     """
     jobs = list(jobs)
     active = sorted((j for j in jobs if j.active), key=_age)
+    starting = [j for j in active if j.refreshed_at is None]
+    running = [j for j in active if j.refreshed_at is not None]
     fetched = [j for j in jobs if not j.active and j.refreshed_at is not None]
-    changed = sorted((j for j in fetched if _ended_since_fetch(j)), key=_age)
+    changed = sorted(
+        (j for j in fetched if _ended_since_fetch(j)),
+        key=lambda j: (j.status not in FAILED_STATUSES, _age(j)),
+    )
     never = [j for j in jobs if not j.active and j.refreshed_at is None]
     rest = sorted((j for j in fetched if not _ended_since_fetch(j)), key=_age)
-    reserve = min(len(changed), max(1, slots // 4)) if len(active) >= slots else 0
-    first = active[: max(0, slots - reserve)]
-    return first + changed + active[len(first) :] + never + rest
+    left = max(0, slots - len(starting))
+    reserve = min(len(changed), max(1, left // RESERVE_DIVISOR)) if left and len(running) >= left else 0
+    first = running[: left - reserve]
+    return starting + first + changed + running[len(first) :] + never + rest
 
 
 def interval_plan(jobs: Iterable[JobState], calls: int) -> tuple[list[JobState], list[JobState]]:
