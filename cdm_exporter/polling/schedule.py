@@ -2,8 +2,8 @@
 
 * :func:`status_fetch_order`: which jobs' ``/status`` to fetch, in order: running jobs, then
   jobs whose run started or ended since their last fetch, then jobs never fetched, then the
-  rest, each oldest-refreshed first; when running jobs alone would take every call, a tenth is
-  kept for the jobs whose run ended.
+  rest, each oldest-refreshed first; when running jobs alone would take every call, a twentieth
+  is kept for the jobs whose run ended, failed runs first.
 * :func:`interval_plan`: the same jobs split for a scrape interval whose calls are paced:
   when the budget has room for every running job, the others go first and the running ones
   last, so that they are fetched just before the next scrape, which sees them freshest.
@@ -19,7 +19,7 @@ from cdm_exporter.api.models import ACTIVE_STATUSES, FAILED_STATUSES, Submission
 from cdm_exporter.polling.state import JobState
 
 #: when running jobs would take every status call, one call in this many is kept for ended runs
-RESERVE_DIVISOR = 10
+RESERVE_DIVISOR = 20
 
 
 def _age(job: JobState) -> float:
@@ -37,11 +37,12 @@ def status_fetch_order(jobs: Iterable[JobState], slots: int) -> list[JobState]:
     """Every job, in the order their status should be fetched when ``slots`` calls are left.
 
     Running jobs come first, those never fetched first of all (a run that just started, and every
-    running job at start). When the others alone would take every call, a tenth of the calls (at
-    least one) is kept for jobs whose list entry changed since their last fetch, failed runs
-    first: a run that ended must be read (its error, counters, last success) even while more jobs
-    run than the budget can refresh. A tenth, because each such call makes the running jobs
-    staler, and the status a run ended with shows before it, from the job list. Jobs never fetched
+    running job at start). When the others alone would take every call, a twentieth of the calls
+    (at least one) is kept for jobs whose list entry changed since their last fetch, failed runs
+    first: a run that ended must be read (its error summary, counters) even while more jobs run
+    than the budget can refresh. Only a twentieth, because each such call makes the running jobs
+    staler, while the status a run ended with shows without it, from the job list, and its last
+    success comes from the run history when the job runs again. Jobs never fetched
     come after those: their list entries already give their status, and at start thousands of them
     would otherwise take the reserve, and the running jobs' freshness with it, for an hour.
     """
