@@ -1,38 +1,53 @@
-"""API calls, freshness and scrape time of the exporter against the simulator, vs a naive poller.
+"""API calls, freshness, ended runs and start-up of the exporter against the simulator.
 
-    python bench/polling.py [--sizes 10 100 1000 5000] [--minutes 10] [--naive-minutes 3] [--quick]
+    python bench/polling.py [--sizes 100 1000 5000] [--intervals 10 15 30 60] [--minutes 10]
+                            [--saturated-common] [--naive-minutes 0] [--quick]
 
-For each size N (jobs in total, 500 per cluster, about 5 % of them running), a simulator with its
-real rate limits (120 requests per rolling minute per user and policy) and ``--latency-ms`` of
-added latency is scraped every 15 s, as Prometheus does, for ``--minutes`` minutes:
-
-- ``budgeted``: ``cdm_exporter.exporter.Exporter`` (default configuration: 100/min per policy,
-  concurrency 8), each scrape being ``collect(10 s - 0.5 s)`` plus rendering the text format;
-- ``naive``: every job's ``/status`` on every scrape (``CdmClient`` directly: list clusters, list
-  every cluster's jobs, then ``/status`` for each job with 8 in parallel), cut at the same deadline.
-
-Time is a shared :class:`bench.common.FlowingClock`: it runs at real speed (the 100 ms latency
-and the deadline are real) and jumps over the idle part of each 15 s interval, so ten simulated
-minutes take well under a minute of real time when scrapes are short. The simulator's rate
-limiter, its job lifecycle and the exporter's budget buckets and refresh timestamps all read it.
+For each size N (jobs in total, 500 per cluster) and scrape interval, a simulator with its real
+rate limits (120 requests per rolling minute per user and policy) and ``--latency-ms`` of added
+latency is scraped every interval for ``--minutes`` minutes by the exporter with its default
+configuration (100 calls/min per policy, concurrency 8), each scrape being ``collect(10 s -
+0.5 s)`` plus rendering the text format, as Prometheus with ``scrape_timeout: 10s`` does.
 
 The world: unscheduled jobs (types 70/20/10 % NORMAL/BATCH/SCENARIO), each with one finished
-run (10 % FAILED), then one job in 20 started on a run of 3-6 h, so that ~5 % run throughout.
+run (10 % FAILED); then one job in 20 on a run of 3-6 h ("long", running throughout) and one
+in 50 scheduled every 5 minutes with runs of about 2.5 minutes, 10 % failing ("churn": runs
+that start and end during the bench, their start times spread over the period). About 6 % of
+the jobs run at any time.
 
-Reported per size and mode: API calls per minute per policy (max over rolling minutes from
-``sim.stats.max_per_minute``, and mean), the simulator's 429s; the age of RUNNING jobs' data at
-scrape time (``clock - cdm_job_refresh_timestamp_seconds``, from the snapshot, pooled over every
-scrape after warm-up, i.e. once every running job was fetched once) beside the floor
-``running / (job_status budget per second)``; scrape duration p50/p95 (real seconds) beside the
-deadline. Prints markdown tables.
+Time is a shared :class:`bench.common.FlowingClock`: it runs at real speed (latency and the
+deadline are real) and jumps over the idle part of each interval, so ten simulated minutes take
+about a minute of real time. The simulator's rate limiter, its jobs and the exporter's budgets
+and refresh timestamps all read it, so every figure but the scrape duration is in simulated time.
+
+Reported per size and interval:
+
+- calls: job_status and common calls per minute (mean, and the most in any rolling minute from
+  the simulator's own count), the simulator's 429s;
+- freshness: the age of RUNNING jobs' data at scrape time (``clock -
+  cdm_job_refresh_timestamp_seconds``, pooled over every scrape after warm-up) beside the ideal
+  round-robin round ``running / (job_status budget per second)``; how many scrapes made no
+  status call;
+- ended runs: for each churn run that ended (from warm-up to two minutes before the end), the
+  delay from its end in the simulator to the first scrape whose exposition shows it
+  SUCCEEDED/FAILED (p50/p95; "missed": never shown);
+- start-up: from the first scrape to every job listed, and to every running job's progress
+  fetched once;
+- scrape duration (real seconds) beside the deadline.
+
+``--saturated-common`` adds a run per size with ``job_list_interval: 0`` (every cluster's list
+on every scrape: more common work than budget) to show the common policy's use.
+``--naive-minutes`` adds the naive poller (every job's ``/status`` on every scrape) at 15 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -51,62 +66,87 @@ from cdm_exporter.api.models import JOB_TYPES, Cluster, JobSummary, latest
 from cdm_exporter.api.paging import JobListPaging
 from cdm_exporter.config import CollectionConfig
 from cdm_exporter.metrics.collector import CdmCollector
-from cdm_exporter.polling.budget import TokenBucket
+from cdm_exporter.polling.state import JobState
 from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.simulator import Simulator, SimulatorSettings
 from cdm_exporter.simulator.generate import job_type_for
 
-SCRAPE_INTERVAL = 15.0
 SCRAPE_TIMEOUT = 10.0  # what Prometheus announces; the exporter answers 0.5 s before it
 JOBS_PER_CLUSTER = 500
-RUNNING_EVERY = 20  # one job in 20 = 5 % running
+LONG_EVERY = 20  # one job in 20 runs for hours
+CHURN_EVERY = 50  # one job in 50 runs every CHURN_PERIOD for about half of it
+CHURN_PERIOD = 300.0
 NAIVE_CONCURRENCY = 8
+TERMINAL = ("SUCCEEDED", "FAILED", "FAILURE_ON_SUBMIT")
+STARTUP_SECONDS = 61.0  # a new budget's whole minute at once: freshness is measured after it
+ENDED_SETTLE_SECONDS = 120.0  # runs that ended this close to the end of a run are not counted
+
+
+@dataclass
+class World:
+    sim: Simulator
+    churn: list[tuple[str, str]]  # (cluster id, job name) of the jobs whose runs start and end
+    jobs: int
+
+
+@dataclass
+class Scrape:
+    at: float  # simulated seconds since the first scrape, when the exposition was rendered
+    status_calls: int
+    running: int  # RUNNING jobs in the simulator
+    ages: list[float]  # ages of the RUNNING jobs' data the exporter fetched at least once
+    never: int  # RUNNING jobs (as the exporter shows them) never fetched
+    listed: int  # jobs the exporter knows
+    shown: dict[tuple[str, str], tuple[str | None, float | None]]  # churn job -> (status, start)
 
 
 @dataclass
 class Result:
     jobs: int
     mode: str
+    interval: float
     minutes: float
-    running: int  # jobs running in the simulated world
-    max_per_minute: dict[str, int]
-    mean_per_minute: dict[str, float]
-    throttled: int
+    budget: int
+    max_per_minute: dict[str, int] = field(default_factory=dict)
+    mean_per_minute: dict[str, float] = field(default_factory=dict)
+    throttled: int = 0
     durations: list[float] = field(default_factory=list)
     over_deadline: int = 0
-    floor: float = math.nan
-    status_calls: list[int] = field(default_factory=list)  # job_status requests per scrape
-    samples: list[tuple[float, list[float], int]] = field(default_factory=list)
+    scrapes: list[Scrape] = field(default_factory=list)
+    ended: list[float] = field(default_factory=list)  # delays from a run's end to its exposition
+    missed: int = 0  # runs that ended and were never shown ended
 
-    def measure(self, elapsed: float, ages: list[float], never: int) -> None:
-        """One scrape: simulated seconds since the first scrape, the ages of the RUNNING jobs
-        fetched at least once, and how many RUNNING jobs were never fetched."""
-        self.samples.append((elapsed, ages, never))
+    @property
+    def listed_at(self) -> float:
+        return next((s.at for s in self.scrapes if s.listed >= self.jobs), math.nan)
 
     @property
     def warmup(self) -> float:
         """When every running job had been fetched once (NaN: never)."""
-        return next((t for t, ages, never in self.samples if ages and never == 0), math.nan)
+        return next((s.at for s in self.scrapes if s.ages and s.never == 0), math.nan)
 
-    def _measured(self) -> list[tuple[float, list[float], int]]:
-        """Scrapes from warm-up on, or after the first minute when warm-up never came."""
-        since = 60.0 if math.isnan(self.warmup) else self.warmup
-        return [s for s in self.samples if s[0] >= since]
+    def measured(self) -> list[Scrape]:
+        """Scrapes in the steady state: from warm-up on (every running job fetched once) and
+        after the first minute and a second, when the start-up's burst has left the window."""
+        since = max(STARTUP_SECONDS, 0.0 if math.isnan(self.warmup) else self.warmup)
+        return [s for s in self.scrapes if s.at >= since]
 
     @property
     def ages(self) -> list[float]:
-        return [age for _, ages, _ in self._measured() for age in ages]
+        return [age for s in self.measured() for age in s.ages]
 
     @property
-    def unknown(self) -> list[int]:
-        return [never for _, _, never in self._measured()]
+    def ideal(self) -> float:
+        """The round-robin round: running jobs / status calls per second."""
+        running = [s.running for s in self.measured()]
+        return (sum(running) / len(running)) / (self.budget / 60.0) if running else math.nan
 
 
 # --- the world ------------------------------------------------------------------------------------
 
 
-def make_world(jobs: int, seed: int, latency_ms: float, clock: FlowingClock) -> tuple[Simulator, int]:
-    """A started simulator holding ``jobs`` jobs of which ~5 % run for hours; returns (sim, running)."""
+def make_world(jobs: int, seed: int, latency_ms: float, clock: FlowingClock) -> World:
+    """A started simulator holding ``jobs`` jobs, ~6 % of them running (see the module doc)."""
     clusters = max(1, math.ceil(jobs / JOBS_PER_CLUSTER))
     sim = Simulator(
         SimulatorSettings(
@@ -118,23 +158,39 @@ def make_world(jobs: int, seed: int, latency_ms: float, clock: FlowingClock) -> 
     ids = [c.id for c in world.clusters()]
     for cluster_id in ids:
         world.set_cluster_status(cluster_id, "200")  # generated clusters from the third on are not
-    names: list[tuple[str, str]] = []
+    finished: list[tuple[str, str]] = []
+    churn: list[tuple[str, str]] = []
     for i in range(jobs):
         cluster_id = ids[i % clusters]
         name = f"job_{i:05d}"
+        if i % CHURN_EVERY == CHURN_EVERY // 2:
+            churn.append((cluster_id, name))
+            continue  # added below, at spread times
         world.add_job(cluster_id, name, job_type_for(i // clusters))
         outcome = "FAILED" if rnd.random() < 0.1 else "SUCCEEDED"
         world.start_run(cluster_id, name, outcome=outcome, duration=rnd.uniform(30.0, 300.0))
-        names.append((cluster_id, name))
-    clock.advance(600.0)  # every first run is over
-    running = 0
-    for i, (cluster_id, name) in enumerate(names):
-        if i % RUNNING_EVERY == 0:
+        finished.append((cluster_id, name))
+    for cluster_id, name in churn:  # each one's schedule starts at another point of the period
+        world.add_job(
+            cluster_id,
+            name,
+            scheduled=True,
+            period=CHURN_PERIOD,
+            duration=CHURN_PERIOD / 2,
+            fail_probability=0.1,
+        )
+        clock.advance(CHURN_PERIOD / len(churn))
+    clock.advance(600.0)  # every first run of the unscheduled jobs is over
+    for i, (cluster_id, name) in enumerate(finished):
+        if i % LONG_EVERY == 0:
             world.start_run(cluster_id, name, outcome="SUCCEEDED", duration=rnd.uniform(3 * 3600, 6 * 3600))
-            running += 1
     clock.advance(30.0)  # past their boot phase: RUNNING
     sim.start()
-    return sim, running
+    return World(sim, churn, jobs)
+
+
+def running_in(sim: Simulator) -> int:
+    return sim.world.status_counts().get("RUNNING", 0)
 
 
 def policy_stats(sim: Simulator, minutes: float) -> tuple[dict[str, int], dict[str, float]]:
@@ -147,25 +203,96 @@ def policy_stats(sim: Simulator, minutes: float) -> tuple[dict[str, int], dict[s
     return peak, {p: total[p] / minutes for p in POLICIES}
 
 
+def steady_per_minute(sim: Simulator, since: float, until: float) -> dict[str, float]:
+    """Calls per minute per policy between two wall times (whole minutes of the simulator's count)."""
+    first, last = math.ceil(since / 60.0), math.floor(until / 60.0)
+    total: dict[str, int] = dict.fromkeys(POLICIES, 0)
+    for (policy, _user, minute), n in sim.stats.per_minute.items():
+        if first <= minute < last:
+            total[policy] = total.get(policy, 0) + n
+    minutes = max(1, last - first)
+    return {p: total[p] / minutes for p in POLICIES}
+
+
 # --- budgeted: the exporter ----------------------------------------------------------------------
 
 
-def run_budgeted(jobs: int, minutes: float, seed: int, latency_ms: float) -> Result:
+def shown_start(job: JobState) -> float | None:
+    """The start of the run the exposition shows (cdm_job_execute_timestamp_seconds)."""
+    run = job.current_run
+    if run is not None:
+        return run.execute_date or run.creation_date
+    return job.summary.execute_start_date
+
+
+def ended_run_delays(world: World, result: Result, start: float) -> None:
+    """For every churn run that ended while measured, the delay to the first scrape showing it."""
+    measured = result.measured()
+    if not measured:
+        return
+    since, until = start + measured[0].at, start + result.scrapes[-1].at
+    for key in world.churn:
+        for run in world.sim.world.history(*key).runs:
+            if run.end is None or not since <= run.end <= until - ENDED_SETTLE_SECONDS:
+                continue
+            seen = next(
+                (
+                    s.at
+                    for s in measured
+                    if start + s.at >= run.end
+                    and s.shown[key][0] in TERMINAL
+                    and s.shown[key][1] is not None
+                    and abs(s.shown[key][1] - run.start) < 1.0  # type: ignore[operator]
+                ),
+                None,
+            )
+            if seen is None:
+                result.missed += 1
+            else:
+                result.ended.append(start + seen - run.end)
+
+
+def pace_until(exporter: Exporter, clock: FlowingClock, until: float) -> None:
+    """Let time pass until ``until`` as between scrapes: the exporter's pacer (what its thread
+    does in real time) starts its calls as tokens come, and the clock jumps from one to the next."""
+    while True:
+        if not hasattr(exporter, "pace"):  # a commit from before the pacer: nothing between scrapes
+            break
+        futures, look = exporter.pace()
+        wait(futures, timeout=60.0)
+        if look is None or look >= until:
+            break
+        clock.advance_to(look)
+    clock.advance_to(until)
+
+
+def run_budgeted(
+    jobs: int,
+    minutes: float,
+    seed: int,
+    latency_ms: float,
+    interval: float,
+    collection: CollectionConfig,
+    mode: str = "exporter",
+) -> Result:
     clock = FlowingClock()
-    sim, running = make_world(jobs, seed, latency_ms, clock)
-    collection = CollectionConfig()
+    world = make_world(jobs, seed, latency_ms, clock)
+    sim = world.sim
     timeout = SCRAPE_TIMEOUT - collection.scrape_timeout_offset
-    exporter = Exporter(sim_config(sim, collection), wall=clock, mono=clock)
+    try:
+        exporter = Exporter(sim_config(sim, collection), wall=clock, mono=clock, pacing="caller")
+    except TypeError:  # a commit from before the pacer
+        exporter = Exporter(sim_config(sim, collection), wall=clock, mono=clock)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CdmCollector(exporter.snapshot))
-    scrapes = max(1, round(minutes * 60 / SCRAPE_INTERVAL))
+    scrapes = max(1, round(minutes * 60 / interval))
     start = clock()
-    result = Result(jobs, "budgeted", scrapes * SCRAPE_INTERVAL / 60, running, {}, {}, 0)
-    result.floor = running / (collection.budget_per_minute.job_status / 60.0)
+    result = Result(jobs, mode, interval, scrapes * interval / 60, collection.budget_per_minute.job_status)
+    churn = set(world.churn)
+    calls = sim.stats.count("job_status")
     try:
         for i in range(scrapes):
-            clock.advance_to(start + i * SCRAPE_INTERVAL)
-            calls = sim.stats.count("job_status")
+            pace_until(exporter, clock, start + i * interval)
             began = time.perf_counter()
             exporter.collect(timeout)
             generate_latest(registry)
@@ -173,25 +300,43 @@ def run_budgeted(jobs: int, minutes: float, seed: int, latency_ms: float) -> Res
             now = clock()
             result.durations.append(elapsed)
             result.over_deadline += elapsed > timeout
-            result.status_calls.append(sim.stats.count("job_status") - calls)
             ages: list[float] = []
-            never = 0
+            never = listed = 0
+            shown: dict[tuple[str, str], tuple[str | None, float | None]] = {}
             for target in exporter.snapshot().targets:
                 for cluster in target.clusters:
                     for job in cluster.jobs:
+                        listed += 1
+                        key = (cluster.cluster.id, job.name)
+                        if key in churn:
+                            shown[key] = (job.status, shown_start(job))
                         if job.status != "RUNNING":
                             continue
                         if job.refreshed_at is None:
                             never += 1
                         else:
                             ages.append(now - job.refreshed_at)
-            result.measure(now - start, ages, never)
-        clock.advance_to(start + scrapes * SCRAPE_INTERVAL)
+            status_calls, calls = sim.stats.count("job_status") - calls, sim.stats.count("job_status")
+            result.scrapes.append(
+                Scrape(
+                    now - start,
+                    status_calls,  # since the last scrape: between scrapes and during this one
+                    running_in(sim),
+                    ages,
+                    never,
+                    listed,
+                    shown,
+                )
+            )
+        pace_until(exporter, clock, start + scrapes * interval)
     finally:
         exporter.close()
         sim.stop()
-    result.max_per_minute, result.mean_per_minute = policy_stats(sim, result.minutes)
+    result.max_per_minute, _ = policy_stats(sim, result.minutes)
+    # the mean from the second minute on: the first spends a whole minute's budget at once
+    result.mean_per_minute = steady_per_minute(sim, start + 60.0, start + scrapes * interval)
     result.throttled = sim.stats.throttled
+    ended_run_delays(world, result, start)
     return result
 
 
@@ -271,12 +416,14 @@ class NaivePoller:
         run = latest(runs)
         self.fetched[(cluster_id, job_name)] = (run.status if run else None, self.wall())
 
-    def running_ages(self, now: float) -> tuple[list[float], int]:
-        """Ages of the data of jobs this poller believes RUNNING, and how many were never fetched."""
+    def running_ages(self, now: float) -> tuple[list[float], int, int]:
+        """Ages of the data of jobs this poller believes RUNNING, how many were never fetched,
+        and how many jobs it knows."""
         ages: list[float] = []
-        never = 0
+        never = listed = 0
         for cluster_id, jobs in self.lists.items():
             for job in jobs:
+                listed += 1
                 fetched = self.fetched.get((cluster_id, job.name))
                 status = fetched[0] if fetched is not None else job.status
                 if status != "RUNNING":
@@ -285,33 +432,36 @@ class NaivePoller:
                     never += 1
                 else:
                     ages.append(now - fetched[1])
-        return ages, never
+        return ages, never, listed
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
 
 
-def run_naive(jobs: int, minutes: float, seed: int, latency_ms: float) -> Result:
+def run_naive(jobs: int, minutes: float, seed: int, latency_ms: float, interval: float) -> Result:
     clock = FlowingClock()
-    sim, running = make_world(jobs, seed, latency_ms, clock)
+    world = make_world(jobs, seed, latency_ms, clock)
+    sim = world.sim
     timeout = SCRAPE_TIMEOUT - CollectionConfig().scrape_timeout_offset
     naive = NaivePoller(sim, clock)
-    scrapes = max(1, round(minutes * 60 / SCRAPE_INTERVAL))
+    scrapes = max(1, round(minutes * 60 / interval))
     start = clock()
-    result = Result(jobs, "naive", scrapes * SCRAPE_INTERVAL / 60, running, {}, {}, 0)
+    result = Result(
+        jobs, "naive", interval, scrapes * interval / 60, CollectionConfig().budget_per_minute.job_status
+    )
     try:
         for i in range(scrapes):
-            clock.advance_to(start + i * SCRAPE_INTERVAL)
+            clock.advance_to(start + i * interval)
             calls = sim.stats.count("job_status")
             elapsed = naive.collect(timeout)
             now = clock()
             result.durations.append(elapsed)
             result.over_deadline += elapsed >= timeout - 0.01
-            result.status_calls.append(sim.stats.count("job_status") - calls)
-            ages, never = naive.running_ages(now)
-            result.measure(now - start, ages, never)
-        clock.advance_to(start + scrapes * SCRAPE_INTERVAL)
+            ages, never, listed = naive.running_ages(now)
+            calls = sim.stats.count("job_status") - calls
+            result.scrapes.append(Scrape(now - start, calls, running_in(sim), ages, never, listed, {}))
+        clock.advance_to(start + scrapes * interval)
     finally:
         naive.close()
         sim.stop()
@@ -320,96 +470,36 @@ def run_naive(jobs: int, minutes: float, seed: int, latency_ms: float) -> Result
     return result
 
 
-# --- the budget alone: a model of how the poller spends a TokenBucket ------------------------------
-
-
-class _ModelClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def budget_model(period: float, capacity: float | None, rate: int = 100, minutes: int = 30) -> list[str]:
-    """The status budget as the poller uses it, without HTTP: at each scrape (every ``period`` s,
-    0.5 s after its start, when the job lists are done) ``slots = int(bucket.available())``, then
-    the fetches acquire one token each as 8 workers take them (100 ms per call). Unlimited jobs."""
-    clock = _ModelClock()
-    bucket = TokenBucket(rate, capacity=capacity, clock=clock)
-    per_scrape: list[int] = []
-    sent: list[float] = []
-    for k in range(int(minutes * 60 / period)):
-        planned = 1_000.0 + k * period + 0.5
-        clock.now = planned
-        slots = int(bucket.available())
-        taken = 0
-        for i in range(slots):
-            clock.now = planned + 0.001 + (i // NAIVE_CONCURRENCY) * 0.1
-            if bucket.try_acquire():
-                taken += 1
-                sent.append(clock.now)
-        per_scrape.append(taken)
-    steady = per_scrape[len(per_scrape) // 3 :]
-    worst = max(sum(1 for t in sent if s <= t < s + 60.0) for s in sent)
-    return [
-        f"{period:g} s",
-        f"{bucket.capacity:g}",
-        f"{sum(steady) / (len(steady) * period / 60.0):.0f}",
-        f"{min(steady)} / {max(steady)}",
-        f"{sum(1 for n in steady if n == 0) / len(steady):.0%}",
-        str(worst),
-        " ".join(str(n) for n in steady[-10:]),
-    ]
-
-
-def budget_model_report(rate: int = 100) -> str:
-    rows = [
-        budget_model(period, capacity)
-        for period in (10.0, 15.0, 30.0, 60.0)
-        for capacity in (None, rate / 5.0)
-    ]
-    return table(
-        [
-            "scrape interval",
-            "bucket capacity",
-            "status calls/min",
-            "per scrape min / max",
-            "scrapes without call",
-            "worst rolling minute",
-            "last 10 scrapes",
-        ],
-        rows,
-        "rrrrrrl",
-    )
-
-
 # --- report ---------------------------------------------------------------------------------------
+
+
+def _ratio(value: float, ideal: float) -> str:
+    return "-" if math.isnan(value) or math.isnan(ideal) or ideal <= 0 else f"{value / ideal:.2f}"
 
 
 def report(results: list[Result], timeout: float) -> str:
     calls = table(
         [
             "jobs",
-            "running",
+            "scrape interval",
             "mode",
             "minutes",
-            "job_status max/min",
             "job_status mean/min",
-            "common max/min",
+            "job_status max in a rolling minute",
             "common mean/min",
+            "common max in a rolling minute",
             "429s",
         ],
         [
             [
                 f"{r.jobs:,}",
-                str(r.running),
+                f"{r.interval:g} s",
                 r.mode,
                 f"{r.minutes:g}",
-                str(r.max_per_minute["job_status"]),
                 f"{r.mean_per_minute['job_status']:.1f}",
-                str(r.max_per_minute["common"]),
+                str(r.max_per_minute["job_status"]),
                 f"{r.mean_per_minute['common']:.1f}",
+                str(r.max_per_minute["common"]),
                 f"{r.throttled:,}",
             ]
             for r in results
@@ -419,39 +509,59 @@ def report(results: list[Result], timeout: float) -> str:
     fresh = table(
         [
             "jobs",
-            "running",
+            "scrape interval",
             "mode",
-            "status calls per scrape min / p50 / max",
-            "scrapes without status call",
+            "running (mean)",
+            "ideal round",
             "age p50",
             "age p95",
-            "floor (running ÷ status/s)",
-            "running never fetched",
-            "warm-up",
+            "p50 / ideal",
+            "p95 / ideal",
+            "scrapes without status call",
+            "ended run shown after p50",
+            "p95",
+            "ended runs (missed)",
         ],
         [
             [
                 f"{r.jobs:,}",
-                str(r.running),
+                f"{r.interval:g} s",
                 r.mode,
-                f"{min(r.status_calls)} / {percentile(r.status_calls, 50):.0f} / {max(r.status_calls)}",
-                f"{sum(1 for n in r.status_calls if n == 0)}/{len(r.status_calls)}",
+                f"{sum(s.running for s in r.measured()) / max(1, len(r.measured())):.0f}",
+                fmt_seconds(r.ideal),
                 fmt_seconds(percentile(r.ages, 50)),
                 fmt_seconds(percentile(r.ages, 95)),
-                fmt_seconds(r.floor) if r.mode == "budgeted" else "-",
-                f"{sum(r.unknown) / len(r.unknown):.0f}" if r.unknown else "-",
-                fmt_seconds(r.warmup) if not math.isnan(r.warmup) else "never",
+                _ratio(percentile(r.ages, 50), r.ideal),
+                _ratio(percentile(r.ages, 95), r.ideal),
+                f"{sum(1 for s in r.measured() if s.status_calls == 0)}/{len(r.measured())}",
+                fmt_seconds(percentile(r.ended, 50)),
+                fmt_seconds(percentile(r.ended, 95)),
+                f"{len(r.ended) + r.missed} ({r.missed})" if r.mode != "naive" else "-",
             ]
             for r in results
         ],
-        "rrlrrrrrrr",
+        "rrlrrrrrrrrrr",
     )
-    scrape = table(
-        ["jobs", "mode", "scrape p50", "scrape p95", "scrape max", "deadline", "scrapes at the deadline"],
+    startup = table(
+        [
+            "jobs",
+            "scrape interval",
+            "mode",
+            "every job listed",
+            "every running job fetched once",
+            "scrape p50",
+            "scrape p95",
+            "scrape max",
+            "deadline",
+            "scrapes at the deadline",
+        ],
         [
             [
                 f"{r.jobs:,}",
+                f"{r.interval:g} s",
                 r.mode,
+                fmt_seconds(r.listed_at) if not math.isnan(r.listed_at) else "never",
+                fmt_seconds(r.warmup) if not math.isnan(r.warmup) else "never",
                 fmt_seconds(percentile(r.durations, 50)),
                 fmt_seconds(percentile(r.durations, 95)),
                 fmt_seconds(max(r.durations)),
@@ -460,47 +570,63 @@ def report(results: list[Result], timeout: float) -> str:
             ]
             for r in results
         ],
-        "rlrrrrr",
+        "rrlrrrrrrr",
     )
-    return calls + "\n\n" + fresh + "\n\n" + scrape
+    return calls + "\n\n" + fresh + "\n\n" + startup
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 5000], help="jobs in total")
-    parser.add_argument("--minutes", type=float, default=10.0, help="simulated minutes per size (budgeted)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 5000], help="jobs in total")
+    parser.add_argument("--intervals", type=float, nargs="+", default=[10.0, 15.0, 30.0, 60.0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="simulated minutes per run")
     parser.add_argument(
-        "--naive-minutes", type=float, default=3.0, help="simulated minutes per size (naive); 0 skips it"
+        "--saturated-common", action="store_true", help="also list every cluster on every scrape (15 s)"
     )
+    parser.add_argument("--naive-minutes", type=float, default=0.0, help="minutes of the naive poller (15 s)")
     parser.add_argument("--latency-ms", type=float, default=100.0, help="latency added to every API answer")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="10 and 100 jobs, 2 minutes each")
+    parser.add_argument("--quick", action="store_true", help="100 jobs at 15 s, 3 minutes")
     parser.add_argument("--verbose", action="store_true", help="show the exporter's warnings")
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.minutes, args.naive_minutes = [10, 100], 2.0, 2.0
+        args.sizes, args.intervals, args.minutes = [100], [15.0], 3.0
     logging.basicConfig(level=logging.WARNING if args.verbose else logging.CRITICAL)
     timeout = SCRAPE_TIMEOUT - CollectionConfig().scrape_timeout_offset
     facts = machine_facts()  # before the run: the commit that ran, not one checked out since
+    load_before = load()
     began = time.monotonic()
     results: list[Result] = []
-    for jobs in args.sizes:
+
+    def timed(label: str, run: Callable[[], Result]) -> None:
         t0 = time.monotonic()
-        results.append(run_budgeted(jobs, args.minutes, args.seed, args.latency_ms))
-        print(f"# {jobs} jobs budgeted: {time.monotonic() - t0:.0f} s real", file=sys.stderr, flush=True)
+        results.append(run())
+        print(f"# {label}: {time.monotonic() - t0:.0f} s real, {load()}", file=sys.stderr, flush=True)
+
+    common = (args.minutes, args.seed, args.latency_ms)
+    for jobs in args.sizes:
+        for interval in args.intervals:
+            every = functools.partial(run_budgeted, jobs, *common, interval, CollectionConfig())
+            timed(f"{jobs} jobs every {interval:g} s", every)
+        if args.saturated_common:
+            saturated = CollectionConfig(job_list_interval=0.0)
+            lists = functools.partial(run_budgeted, jobs, *common, 15.0, saturated, "lists every scrape")
+            timed(f"{jobs} jobs, lists every scrape", lists)
         if args.naive_minutes > 0:
-            t0 = time.monotonic()
-            results.append(run_naive(jobs, args.naive_minutes, args.seed, args.latency_ms))
-            print(f"# {jobs} jobs naive: {time.monotonic() - t0:.0f} s real", file=sys.stderr, flush=True)
-    print(f"Machine: {facts}; API latency {args.latency_ms:g} ms; seed {args.seed}.\n")
-    print(report(results, timeout))
+            naive = functools.partial(run_naive, jobs, args.naive_minutes, args.seed, args.latency_ms, 15.0)
+            timed(f"{jobs} jobs naive", naive)
     print(
-        "\nThe job_status budget alone (TokenBucket as the poller uses it, no HTTP, "
-        "capacity default = rate/2, and rate/5 for comparison):\n"
+        f"Machine: {facts}; {load_before} before, {load()} after; API latency {args.latency_ms:g} ms; "
+        f"simulator limit 120/min per user and policy; seed {args.seed}.\n"
     )
-    print(budget_model_report())
+    print(report(results, timeout))
     print(f"\nTotal run time: {time.monotonic() - began:.0f} s real.")
 
 

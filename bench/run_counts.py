@@ -15,13 +15,14 @@ history read at most every 5 minutes per job), is scraped every 15 s, as Prometh
   is tracked;
 - ``--drain`` more minutes, to see when the tracked runs that were still uncounted get counted.
 
-Time is :class:`bench.common.FlowingClock` (real speed during a scrape, idle time skipped). After
-each scrape the exporter's run tally of every job is recorded; at the end each tracked run (from the
-simulator's history: submission id, end) is matched against them. Reported: the runs that ended per
-minute; the status, history and job-list calls per minute; per tracked run the time from its end to
-the first scrape whose counter includes it (p50 / p95 / max); how many runs were behind (ended, not
-yet counted) at a scrape, mean and worst, over all jobs and for the worst job; and the tracked runs
-still uncounted at the end of the drain. Prints markdown tables.
+Time is :class:`bench.common.FlowingClock` (real speed during a scrape and each paced call between
+scrapes, idle time skipped). After each scrape the exporter's run tally of every job is recorded; at
+the end each tracked run (from the simulator's history: submission id, end) is matched against them.
+Reported: the runs that ended per minute; the status, history and job-list calls per minute; per
+tracked run the time from its end to the first scrape whose counter includes it (p50 / p95 / max);
+how many runs were behind (ended, not yet counted) at a scrape, mean and worst, over all jobs and
+for the worst job; and the tracked runs still uncounted at the end of the drain. Prints markdown
+tables.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 
 from common import FlowingClock, fmt_seconds, machine_facts, percentile, sim_config, table
-from polling import JOBS_PER_CLUSTER, SCRAPE_INTERVAL, SCRAPE_TIMEOUT, policy_stats
+from polling import JOBS_PER_CLUSTER, SCRAPE_TIMEOUT, pace_until, policy_stats
 
 from cdm_exporter.config import CollectionConfig
 from cdm_exporter.polling.run_counts import RunTally
@@ -46,6 +47,7 @@ from cdm_exporter.simulator import Simulator, SimulatorSettings
 PERIODS = ((5, 0.1), (15, 0.2), (60, 0.4), (360, 0.3))
 FAIL_PROBABILITY = 0.2
 HISTORY_SIZE = 1000
+SCRAPE_INTERVAL = 15.0
 
 ENDPOINTS = ("job_status", "submissions", "list_jobs")
 
@@ -124,17 +126,17 @@ def scrape(sim: Simulator, clock: FlowingClock, args: argparse.Namespace) -> lis
     """Scrape every 15 s through warm-up, measurement and drain; the tallies after each scrape."""
     collection = CollectionConfig()
     timeout = SCRAPE_TIMEOUT - collection.scrape_timeout_offset
-    exporter = Exporter(sim_config(sim, collection), wall=clock, mono=clock)
+    exporter = Exporter(sim_config(sim, collection), wall=clock, mono=clock, pacing="caller")
     total = round((args.warmup + args.minutes + args.drain) * 60 / SCRAPE_INTERVAL)
     start = clock()
     seen = []
     try:
         for i in range(total):
-            clock.advance_to(start + i * SCRAPE_INTERVAL)
+            pace_until(exporter, clock, start + i * SCRAPE_INTERVAL)
             calls = {e: sim.stats.count(e) for e in ENDPOINTS}
             exporter.collect(timeout)
             seen.append(Scrape(clock(), tallies(exporter), calls))
-        clock.advance_to(start + total * SCRAPE_INTERVAL)
+        pace_until(exporter, clock, start + total * SCRAPE_INTERVAL)
     finally:
         exporter.close()
     return seen

@@ -785,15 +785,19 @@ def clusters(y: int) -> list[Json]:
         ("B", f"max by (cluster_id, cluster_name, status) (cdm_cluster_status{{{CLUSTER}}} == 1)"),
         ("C", f"max by (cluster_id, cluster_name) (cdm_cluster_up{{{CLUSTER}}})"),
         ("D", f"sum by (cluster_id, cluster_name) (cluster:cdm_job_status:sum{{{CLUSTER}}})"),
+        # "or ... * 0": 0, not an empty cell, for a cluster without such jobs when the exporter exports
+        # only the current status (collection.status_series: current)
         (
             "E",
             "sum by (cluster_id, cluster_name) "
-            f'(cluster:cdm_job_status:sum{{{CLUSTER}, status=~"BOOTING|RUNNING"}})',
+            f'(cluster:cdm_job_status:sum{{{CLUSTER}, status=~"BOOTING|RUNNING"}}) '
+            f"or sum by (cluster_id, cluster_name) (cluster:cdm_job_status:sum{{{CLUSTER}}}) * 0",
         ),
         (
             "F",
-            f"sum by (cluster_id, cluster_name) "
-            f'(cluster:cdm_job_status:sum{{{CLUSTER}, status=~"FAILED|FAILURE_ON_SUBMIT"}})',
+            "sum by (cluster_id, cluster_name) "
+            f'(cluster:cdm_job_status:sum{{{CLUSTER}, status=~"FAILED|FAILURE_ON_SUBMIT"}}) '
+            f"or sum by (cluster_id, cluster_name) (cluster:cdm_job_status:sum{{{CLUSTER}}}) * 0",
         ),
     ]
     table = panel(

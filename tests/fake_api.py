@@ -3,12 +3,14 @@
 :class:`FakeApi` implements the poller's ``ApiClient`` protocol without HTTP. A test sets what
 the API holds (clusters, jobs, the run ``/status`` shows, the run history, or hand-made job-list
 pages) and reads back which calls the poller made. :class:`PollerHarness` puts a poller over it
-with an injected clock and budgets, so every decision is deterministic and minutes pass at once.
+with an injected clock and budgets, so every decision is deterministic and minutes pass at once;
+its :meth:`PollerHarness.pace` lets time pass between scrapes as the exporter's pacer does.
 """
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import wait
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -19,12 +21,13 @@ from cdm_exporter.api.models import Cluster, JobPage, JobSummary, Submission, Su
 from cdm_exporter.api.paging import JOB_PAGE_SIZE
 from cdm_exporter.api.secret import Secret
 from cdm_exporter.config import BudgetConfig, CollectionConfig, TargetConfig, TokenAuthConfig
-from cdm_exporter.polling.budget import Budgets, TokenBucket
+from cdm_exporter.polling.budget import COUNTED_WINDOW_SECONDS, Budgets, TokenBucket
 from cdm_exporter.polling.poller import TargetPoller
 from cdm_exporter.polling.state import JobState, TargetView
 from cdm_exporter.simulator import ManualClock
 
 CLUSTER = "c1"
+MINUTE = COUNTED_WINDOW_SECONDS  # a minute as the budget counts it
 
 
 class Call(NamedTuple):
@@ -132,6 +135,17 @@ class FakeApi:
             self.runs[entry.name] = latest
 
 
+def worst_rolling_minute(times: list[float]) -> int:
+    """The most calls in any 60 s (a call at t and one at t + 60 are in different minutes)."""
+    times = sorted(times)
+    worst, first = 0, 0
+    for last, at in enumerate(times):
+        while times[first] + 60.0 <= at:
+            first += 1
+        worst = max(worst, last - first + 1)
+    return worst
+
+
 def page(names: list[str], total: int | None, page_size: int | None = None) -> JobPage:
     """A hand-made job-list page."""
     return JobPage(tuple(summary(n) for n in names), total, None, page_size)
@@ -148,13 +162,15 @@ class PollerHarness:
         common: int = 100,
         job_list_interval: float = 60.0,
         history_interval: float = 0.0,
+        paced: bool = False,
     ) -> None:
+        """``paced``: the poller's calls go on between scrapes (:meth:`pace`); else only
+        :meth:`collect` calls the API."""
         self.api = api
         self.clock = ManualClock()
-        # a whole minute's budget at once: "n calls per minute" is n calls in the next collection
-        self.budgets = Budgets(
-            {"job_status": job_status, "common": common}, clock=self.clock, full_minute=True
-        )
+        # a new budget holds a whole minute's calls: "n calls per minute" is n calls in the next
+        # collection
+        self.budgets = Budgets({"job_status": job_status, "common": common}, clock=self.clock)
         collection = CollectionConfig(
             budget_per_minute=BudgetConfig(job_status=job_status, common=common),
             job_list_interval=job_list_interval,
@@ -170,7 +186,7 @@ class PollerHarness:
             auth=TokenAuthConfig(Secret("fake-token")),
         )
         self.poller = TargetPoller(
-            target, collection, api, self.budgets, "fake", wall=self.clock, mono=self.clock
+            target, collection, api, self.budgets, "fake", wall=self.clock, mono=self.clock, paced=paced
         )
 
     def collect(self, advance: float = 0.0) -> list[Call]:
@@ -179,6 +195,23 @@ class PollerHarness:
         start = len(self.api.calls)
         self.poller.refresh(self.clock() + 10.0)
         return self.api.calls[start:]
+
+    def pace(self, seconds: float) -> list[tuple[float, Call]]:
+        """Let ``seconds`` pass as between two scrapes, the poller spending its budgets as the
+        tokens come (what the exporter's pacer thread does in real time); the calls it made,
+        each with the time it was made."""
+        until = self.clock() + seconds
+        made: list[tuple[float, Call]] = []
+        while True:
+            start = len(self.api.calls)
+            futures, look = self.poller.pace()
+            wait(futures)
+            made += [(self.clock(), call) for call in self.api.calls[start:]]
+            if look is None or look > until:
+                break
+            self.clock.set(max(look, self.clock() + 1e-6))
+        self.clock.set(until)
+        return made
 
     def bucket(self, policy: Policy) -> TokenBucket:
         return self.budgets.bucket("fake", policy)

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from cdm_exporter import __version__
 from cdm_exporter.api.models import JOB_STATUSES, Cluster, JobSummary, Submission, latest, parse_submissions
+from cdm_exporter.config import StatusSeries
 from cdm_exporter.metrics.collector import MAX_LABEL_VALUE, CdmCollector, label_value
 from cdm_exporter.polling.run_counts import RunTally
 from cdm_exporter.polling.snapshot import Snapshot
@@ -35,6 +36,7 @@ def registry_for(
     up: bool | None = True,
     cluster: Cluster = CLUSTER,
     telemetry: TelemetrySnapshot | None = None,
+    status_series: StatusSeries = "all",
 ) -> CollectorRegistry:
     target = TargetView(
         name="t",
@@ -45,7 +47,7 @@ def registry_for(
         error=None,
         budget_remaining={"job_status": 12.7, "common": 3.0},
     )
-    snapshot = Snapshot((target,), telemetry or TelemetrySnapshot({}, {}), 0.25)
+    snapshot = Snapshot((target,), telemetry or TelemetrySnapshot({}, {}), 0.25, status_series=status_series)
     registry = CollectorRegistry()
     registry.register(CdmCollector(lambda: snapshot))
     return registry
@@ -144,6 +146,39 @@ def test_undocumented_status_is_its_own_label_value_and_float_progress() -> None
     assert value(reg, "cdm_job_status", **job, status="PENDING") == 1
     assert sum(value(reg, "cdm_job_status", **job, status=s) or 0 for s in JOB_STATUSES) == 0
     assert value(reg, "cdm_job_progress_ratio", **job) == pytest.approx(0.375)
+
+
+def status_series_of(reg: CollectorRegistry, job_name: str) -> dict[str, float]:
+    return {
+        sample.labels["status"]: sample.value
+        for family in reg.collect()
+        if family.name == "cdm_job_status"
+        for sample in family.samples
+        if sample.labels["job_name"] == job_name
+    }
+
+
+def test_current_status_series_have_only_the_current_status() -> None:
+    jobs = (
+        job_from_fixture("seed_booting.json"),
+        job_from_fixture("pending_float_progress.json"),
+        JobState(cluster_id="c-1", summary=JobSummary(name="no-status-yet")),
+    )
+    current = registry_for(*jobs, status_series="current")
+    job = {**IDS, "job_name": "jdbc2hive"}
+    assert value(current, "cdm_job_status", **job, status="BOOTING") == 1
+    assert status_series_of(current, "jdbc2hive") == {"BOOTING": 1.0}  # no series of the others
+    assert status_series_of(current, "obs2obs-03") == {"PENDING": 1.0}  # undocumented: as with all
+    assert status_series_of(current, "no-status-yet") == {}
+    # the contract's default is every documented status, 1 or 0
+    every = registry_for(*jobs)
+    assert status_series_of(every, "jdbc2hive") == {s: float(s == "BOOTING") for s in JOB_STATUSES}
+    assert status_series_of(every, "no-status-yet") == dict.fromkeys(JOB_STATUSES, 0.0)
+    # and the other families do not change
+    others = [f.name for f in every.collect() if f.name != "cdm_job_status"]
+    assert others == [f.name for f in current.collect() if f.name != "cdm_job_status"]
+    for name in ("cdm_job_progress_ratio", "cdm_job_creation_timestamp_seconds"):
+        assert value(current, name, **job) == value(every, name, **job)
 
 
 def test_job_known_only_from_the_list_gets_status_and_list_counters() -> None:

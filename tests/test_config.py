@@ -171,6 +171,7 @@ def test_full_config_reads_every_key() -> None:
         read_timeout=20.0,
         default_scrape_timeout=15.0,
         scrape_timeout_offset=0.25,
+        status_series="current",
     )
     assert config.target("staging") is staging
     assert config.target("nope") is None

@@ -394,7 +394,7 @@ def test_the_budget_is_one_per_credential_across_regions_unless_scoped_by_region
             config.targets,
             CollectionConfig(budget_per_minute=BudgetConfig(job_status=5, common=5), budget_scope=scope),
         )
-        exporter = Exporter(config, wall=manual_clock, mono=manual_clock)
+        exporter = Exporter(config, wall=manual_clock, mono=manual_clock, pacing="off")
         try:
             # 4 simulated minutes: with 5 common calls a minute shared by both regions, their two
             # cluster lists and twelve job lists take about three before any status call is due
@@ -431,7 +431,7 @@ def test_reloads_keep_a_projects_targets_budget_and_what_it_knows(manual_clock: 
         b = dataclasses.replace(
             a, collection=dataclasses.replace(a.collection, concurrency=2, read_timeout=5)
         )
-        exporter = Exporter(a, wall=manual_clock, mono=manual_clock)
+        exporter = Exporter(a, wall=manual_clock, mono=manual_clock, pacing="off")
 
         def listed() -> bool:  # every project that answers has its jobs listed
             exporter.collect(10.0)
@@ -470,7 +470,7 @@ def test_a_set_aside_project_is_logged_once_and_rechecked_rarely(
         # the sub-project refuses the credential at first contact, once
         sim.add_fault(Fault("list_clusters", status=403, project_id=dev, count=1))
         config = discovery_config(sim, "aksk", unavailable_recheck_interval="1h")
-        exporter = Exporter(config, wall=manual_clock, mono=manual_clock)
+        exporter = Exporter(config, wall=manual_clock, mono=manual_clock, pacing="off")
         caplog.set_level(logging.INFO, logger="cdm_exporter.polling.discovery")
         try:
             for _ in range(6):
@@ -502,7 +502,10 @@ def test_a_failing_listing_keeps_polling_the_known_projects(
     settings = SimulatorSettings(clusters=1, jobs=2, rate_limit=0, clock=manual_clock, **TWO_REGIONS)
     with Simulator(settings) as sim:
         exporter = Exporter(
-            discovery_config(sim, "password", discovery_interval="5m"), wall=manual_clock, mono=manual_clock
+            discovery_config(sim, "password", discovery_interval="5m"),
+            wall=manual_clock,
+            mono=manual_clock,
+            pacing="off",
         )
         try:
             exporter.collect(10.0)
@@ -529,7 +532,10 @@ def test_a_disabled_project_is_dropped(manual_clock: ManualClock) -> None:
     settings = SimulatorSettings(clusters=1, jobs=2, rate_limit=0, clock=manual_clock, **TWO_REGIONS)
     with Simulator(settings) as sim:
         exporter = Exporter(
-            discovery_config(sim, "password", discovery_interval="1m"), wall=manual_clock, mono=manual_clock
+            discovery_config(sim, "password", discovery_interval="1m"),
+            wall=manual_clock,
+            mono=manual_clock,
+            pacing="off",
         )
         try:
             exporter.collect(10.0)
@@ -566,7 +572,9 @@ def test_a_region_whose_endpoint_does_not_resolve_is_set_aside(
             "region_endpoints": {"cn-north-4": sim.url},
             "endpoint": "http://cdm.{region}.cdm.test",
         }
-        exporter = Exporter(parse_config({"targets": [target]}), wall=manual_clock, mono=manual_clock)
+        exporter = Exporter(
+            parse_config({"targets": [target]}), wall=manual_clock, mono=manual_clock, pacing="off"
+        )
         try:
             exporter.collect(10.0)
             views = {view.region: view for view in exporter.snapshot().targets}
@@ -607,7 +615,12 @@ def test_a_restarted_projects_target_serves_its_projects_from_the_state_file(
     with Simulator(settings) as sim:
         config = discovery_config(sim, "aksk", unavailable_recheck_interval="1h")
         first = Exporter(
-            config, wall=manual_clock, mono=manual_clock, store=FileStore(path), store_interval=0.1
+            config,
+            wall=manual_clock,
+            mono=manual_clock,
+            store=FileStore(path),
+            store_interval=0.1,
+            pacing="off",
         )
 
         def listed() -> bool:
@@ -623,7 +636,12 @@ def test_a_restarted_projects_target_serves_its_projects_from_the_state_file(
             first.close()  # the last write
         calls = sim.stats.count()
         second = Exporter(
-            config, wall=manual_clock, mono=manual_clock, store=FileStore(path), store_interval=0.1
+            config,
+            wall=manual_clock,
+            mono=manual_clock,
+            store=FileStore(path),
+            store_interval=0.1,
+            pacing="off",
         )
         try:
             restored = second.snapshot()

@@ -61,7 +61,7 @@ def test_a_forgotten_scope_is_dropped_without_a_recovery_line(caplog: pytest.Log
 def test_a_fault_on_every_job_logs_one_line_per_target_not_per_job(caplog: pytest.LogCaptureFixture) -> None:
     clock = ManualClock()
     with Simulator(SimulatorSettings(clusters=1, jobs=8, rate_limit=0, clock=clock)) as sim:
-        exporter = Exporter(Config(targets=(sim_target(sim),)), wall=clock, mono=clock)
+        exporter = Exporter(Config(targets=(sim_target(sim),)), wall=clock, mono=clock, pacing="off")
         try:
             exporter.collect(10)
             sim.add_fault(Fault(endpoint="job_status", status=500))

@@ -21,7 +21,7 @@ from exporter_stack import ExporterServer
 from sim_targets import sim_target
 
 from cdm_exporter.config import CollectionConfig, Config
-from cdm_exporter.polling.budget import WINDOW_SECONDS, BudgetKey, TokenBucket
+from cdm_exporter.polling.budget import COUNTED_WINDOW_SECONDS, BudgetKey, TokenBucket
 from cdm_exporter.polling.persistence import StoreError
 from cdm_exporter.polling.state import JobState
 from cdm_exporter.polling.targets import Exporter
@@ -183,7 +183,7 @@ def test_a_restarted_process_counts_the_calls_of_the_last_minute(path: Path) -> 
         fresh = TokenBucket(10, capacity=10, clock=clock, window=again.windows.window(KEY))
         assert not fresh.try_acquire()  # a new process, a full bucket, and still nothing to spend
         assert fresh.available() == 0
-        clock.now += WINDOW_SECONDS - 30 + RESERVE_SECONDS + 0.1
+        clock.now += COUNTED_WINDOW_SECONDS - 30 + RESERVE_SECONDS + 0.1
         assert fresh.try_acquire()  # once they left the rolling minute
     finally:
         again.close()

@@ -27,7 +27,7 @@ def exposition() -> str:
     settings = SimulatorSettings(clusters=3, jobs=5, seed=7, rate_limit=0, clock=clock)
     with Simulator(settings) as sim:
         target = sim_target(sim, "golden", auth=password_auth(sim))
-        exporter = Exporter(Config(targets=(target,)), wall=clock, mono=clock)
+        exporter = Exporter(Config(targets=(target,)), wall=clock, mono=clock, pacing="off")
         try:
             for _ in range(3):  # clusters and lists, then statuses, then run history
                 exporter.collect(30.0)

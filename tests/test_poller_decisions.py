@@ -1,13 +1,14 @@
 """The poller's decisions, table by table, against a fake API client with a manual clock.
 
 What to fetch next (running, then changed, then the oldest, with a reserve for changed jobs),
-when a run ended unseen (the history is read), how ended runs are counted (once, whether seen
-ending or found in the history), and where a job list ends or fails. The same behaviour end to
-end, over HTTP against the simulator, is in ``test_poller.py``.
+how the budget is spent between scrapes, when a run ended unseen (the history is read), how ended
+runs are counted (once, whether seen ending or found in the history), and where a job list ends or
+fails. The same behaviour end to end, over HTTP against the simulator, is in ``test_poller.py``.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from collections import Counter
@@ -16,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from fake_api import CLUSTER, Call, FakeApi, PollerHarness, page, run, summary
+from fake_api import CLUSTER, MINUTE, Call, FakeApi, PollerHarness, page, run, summary, worst_rolling_minute
 
 from cdm_exporter.api.errors import ServerError
 from cdm_exporter.api.models import JobPage, JobSummary, Submission
@@ -49,7 +50,7 @@ ORDER: list[tuple[str, tuple[int, int, int], int, tuple[int, int, int]]] = [
     ("then-the-oldest", (2, 1, 2), 4, (2, 1, 1)),
     ("no-reserve-while-running-jobs-leave-room", (1, 2, 2), 2, (1, 1, 0)),
     ("a-reserve-when-running-jobs-take-every-call", (4, 2, 2), 4, (3, 1, 0)),
-    ("the-reserve-is-a-quarter", (8, 3, 0), 8, (6, 2, 0)),
+    ("the-reserve-is-a-twentieth", (50, 5, 0), 40, (38, 2, 0)),
     ("the-reserve-is-at-least-one", (3, 3, 0), 2, (1, 1, 0)),
     ("no-reserve-without-changed-jobs", (8, 0, 2), 8, (8, 0, 0)),
 ]
@@ -70,7 +71,7 @@ def test_what_to_fetch_next(
         api.put(summary(f"changed-{i}"), run(f"changed-{i}", 1, "SUCCEEDED"))
     for i in range(unchanged):
         api.put(summary(f"unchanged-{i}"), run(f"unchanged-{i}", 1, "SUCCEEDED"))
-    harness = make_harness(api, job_status=60)
+    harness = make_harness(api, job_status=120)  # the first round leaves room in the window
     assert len(fetched(harness.collect(), "job_status")) == sum(jobs)  # every job fetched once
     for i in range(changed):  # a new run of each of these failed since
         api.put(summary(f"changed-{i}", "FAILED", 2000.0), run(f"changed-{i}", 2, "FAILED", 2000.0))
@@ -86,9 +87,116 @@ def test_jobs_are_refreshed_oldest_first(make_harness: Callable[..., PollerHarne
     for name in ("a", "b", "c"):
         api.put(summary(name), run(name, 1, "SUCCEEDED"))
     harness = make_harness(api, job_status=1, job_list_interval=3600.0)  # one status call a minute
-    order = [name for _ in range(5) for name in fetched(harness.collect(advance=60.0), "job_status")]
+    order = [name for _ in range(5) for name in fetched(harness.collect(advance=MINUTE), "job_status")]
     assert sorted(order[:3]) == ["a", "b", "c"]  # each once before any twice
     assert order[3:] == order[:2]  # then the ones refreshed longest ago
+
+
+def test_jobs_never_fetched_wait_behind_running_jobs_and_ended_runs(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    api = FakeApi()
+    for i in range(4):
+        api.put(summary(f"running-{i}", "RUNNING"), run(f"running-{i}", 1, "RUNNING"))
+    api.put(summary("ended-0", "RUNNING"), run("ended-0", 1, "RUNNING"))
+    harness = make_harness(api, job_status=60)
+    harness.collect()  # every job fetched once
+    api.put(summary("ended-0", "FAILED"), run("ended-0", 1, "FAILED"))  # its run ended
+    for i in range(6):  # and jobs that were never fetched appear, as after a start
+        api.put(summary(f"new-{i}"), run(f"new-{i}", 1, "SUCCEEDED"))
+    harness.clock.advance(MINUTE)
+    harness.leave("job_status", 4)
+    kinds = Counter(name.split("-")[0] for name in fetched(harness.collect(), "job_status"))
+    assert (kinds["running"], kinds["ended"], kinds["new"]) == (3, 1, 0)
+
+
+# --- between scrapes: the pace -------------------------------------------------------------------
+
+
+def scrape_every(
+    harness: PollerHarness, interval: float, minutes: float
+) -> tuple[list[tuple[float, Call]], list[float]]:
+    """Scrapes every ``interval`` s, the poller pacing its calls in between; every call with its
+    time, and the scrape times."""
+    made: list[tuple[float, Call]] = []
+    scrapes: list[float] = []
+    for _ in range(int(minutes * 60 / interval)):
+        scrapes.append(harness.clock())
+        made += [(harness.clock(), call) for call in harness.collect()]
+        made += harness.pace(interval)
+    return made, scrapes
+
+
+@pytest.mark.parametrize("interval", [10.0, 15.0, 30.0, 60.0])
+def test_the_whole_budget_is_spent_between_scrapes_and_never_more(
+    make_harness: Callable[..., PollerHarness], interval: float
+) -> None:
+    api = FakeApi()
+    for i in range(150):  # more running jobs than 60 calls a minute can refresh in a scrape interval
+        api.put(summary(f"job-{i:03d}", "RUNNING"), run(f"job-{i:03d}", 1, "RUNNING"))
+    harness = make_harness(api, job_status=60, job_list_interval=3600.0, paced=True)
+    made, scrapes = scrape_every(harness, interval, 8)
+    sent = [at for at, call in made if call.endpoint == "job_status"]
+    assert worst_rolling_minute(sent) <= 60
+    steady = [at for at in sent if at >= scrapes[0] + 120.0]
+    assert len(steady) / 6 >= 0.97 * 60  # calls a minute after the first two
+    # a call in every scrape interval: between any two scrapes, not only at them
+    for begin, end in itertools.pairwise(scrapes):
+        assert any(begin <= at < end for at in steady) or end <= scrapes[0] + 120.0
+
+
+@pytest.mark.parametrize("interval", [10.0, 15.0, 30.0, 60.0])
+def test_running_jobs_are_as_fresh_as_a_round_robin_over_the_budget(
+    make_harness: Callable[..., PollerHarness], interval: float
+) -> None:
+    api = FakeApi()
+    for i in range(150):
+        api.put(summary(f"job-{i:03d}", "RUNNING"), run(f"job-{i:03d}", 1, "RUNNING"))
+    harness = make_harness(api, job_status=60, job_list_interval=3600.0, paced=True)
+    ages: list[float] = []
+    for k in range(int(10 * 60 / interval)):
+        harness.collect()
+        if k * interval >= 180.0:  # every job fetched once, the first minute's burst over
+            now = harness.clock()
+            ages += [now - job.refreshed_at for job in harness.jobs().values() if job.refreshed_at]
+        harness.pace(interval)
+    ideal = 150 / (60 / 60)  # running jobs / status calls per second
+    ages.sort()
+    assert ages[int(0.95 * len(ages))] <= 1.1 * ideal
+    assert ages[int(0.50 * len(ages))] <= 0.6 * ideal
+
+
+def test_each_job_is_fetched_at_most_once_per_scrape_interval(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    api = FakeApi()
+    for i in range(5):  # the budget could fetch each of them every 3 seconds
+        api.put(summary(f"job-{i}", "RUNNING"), run(f"job-{i}", 1, "RUNNING"))
+    harness = make_harness(api, job_status=100, paced=True)
+    made, _ = scrape_every(harness, 15.0, 2)
+    sent = [at for at, call in made if call.endpoint == "job_status"]
+    assert len(sent) == 5 * 8  # once per scrape, all of them at the scrape: nothing left to pace
+
+
+def test_calls_stop_when_the_scrapes_stop(make_harness: Callable[..., PollerHarness]) -> None:
+    api = FakeApi()
+    for i in range(300):
+        api.put(summary(f"job-{i:03d}", "RUNNING"), run(f"job-{i:03d}", 1, "RUNNING"))
+    harness = make_harness(api, job_status=60, job_list_interval=3600.0, paced=True)
+    made, scrapes = scrape_every(harness, 15.0, 3)
+    made += harness.pace(600.0)  # no scrape for ten minutes
+    last = max(at for at, call in made if call.endpoint == "job_status")
+    assert last <= scrapes[-1] + 15.0 + 60.0  # two intervals, at least a minute, after the last scrape
+
+
+def test_a_job_list_goes_on_between_scrapes(make_harness: Callable[..., PollerHarness]) -> None:
+    api = FakeApi(pages={"NORMAL_JOB": [page(names(p, 100 if p != "c" else 50), 250) for p in "abc"]})
+    # the cluster list and two pages, then a call every 20 s
+    harness = make_harness(api, common=3, paced=True)
+    made, scrapes = scrape_every(harness, 30.0, 4)
+    first_list = [at for at, call in made if call.endpoint == "list_jobs"][:5]  # 3 + 1 + 1 pages
+    assert len(harness.jobs()) == 250
+    assert set(first_list) - set(scrapes)  # pages were read between scrapes
 
 
 # --- when a run ended unseen ---------------------------------------------------------------------
@@ -294,7 +402,7 @@ def test_runs_on_several_pages_of_an_unordered_history_count_once_within_the_bud
     harness.collect(advance=60.0)  # the status shows run 26: runs 2-25 ended unseen
     pages = []
     for _ in range(3):  # two history calls a minute: the three pages take two collections
-        harness.clock.advance(60.0)
+        harness.clock.advance(MINUTE)
         harness.leave("common", 2)
         pages.append([c.page_no for c in harness.collect() if c.endpoint == "submissions"])
     assert pages == [[1, 2], [3], []]
@@ -434,9 +542,9 @@ def test_a_list_cut_short_by_the_budget_resumes_where_it_stopped(
     harness = make_harness(api, common=2)  # two list calls a minute: a list takes three collections
     steps = []
     for _ in range(3):
-        steps.append(
-            [(c.subject, c.page_no) for c in harness.collect(advance=60.0) if c.endpoint == "list_jobs"]
-        )
+        # the budget is back in full a minute after the last call left the window
+        calls = harness.collect(advance=2 * MINUTE)
+        steps.append([(c.subject, c.page_no) for c in calls if c.endpoint == "list_jobs"])
         if len(steps) < 3:
             assert not harness.jobs()  # nothing until the list is complete
     assert steps == [

@@ -119,7 +119,7 @@ def replayed(
     server = ReplayServer(replay)
     server.start()
     config = Config(targets=(target(server.url),), collection=CollectionConfig(**collection))
-    exporter = Exporter(config, wall=clock, mono=clock)
+    exporter = Exporter(config, wall=clock, mono=clock, pacing="off")
     for _ in range(collections):  # clusters and lists, then statuses, then run history
         exporter.collect(30.0)
         clock.advance(15.0)

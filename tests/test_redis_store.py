@@ -15,7 +15,7 @@ import pytest
 from exporter_stack import MonoClock
 from storage_stack import RedisServer, eventually
 
-from cdm_exporter.polling.budget import WINDOW_SECONDS, BudgetKey
+from cdm_exporter.polling.budget import COUNTED_WINDOW_SECONDS, BudgetKey
 from cdm_exporter.polling.persistence import StoreError
 from cdm_exporter.storage import window_name
 from cdm_exporter.storage.redis_link import connect
@@ -140,7 +140,7 @@ def test_a_replica_cut_off_from_redis_waits_a_minute_then_spends_its_share(
     redis_server.stop()
     assert not window.take(20)  # the first failure: it cannot see what the others sent
     assert not store.up()
-    mono.advance(WINDOW_SECONDS)
+    mono.advance(COUNTED_WINDOW_SECONDS)
     assert store.role() == "alone"  # its lease lapsed: it polls, on its share
     assert not window.take(20)  # the others counted it live for one more period
     mono.advance(PERIOD + 0.5)

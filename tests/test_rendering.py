@@ -42,7 +42,7 @@ class Clock:
 
 def test_callers_with_newer_data_than_the_running_rendering_share_the_next_one() -> None:
     clock = Clock()
-    renderer = SharedRenderer(clock)
+    renderer: SharedRenderer[bytes] = SharedRenderer(clock)
     produce = SlowProduce()
     results: dict[str, bytes] = {}
 
@@ -70,7 +70,7 @@ def test_callers_with_newer_data_than_the_running_rendering_share_the_next_one()
 
 def test_callers_ready_before_the_running_rendering_started_or_just_after_share_it() -> None:
     clock = Clock()
-    renderer = SharedRenderer(clock)
+    renderer: SharedRenderer[bytes] = SharedRenderer(clock)
     produce = SlowProduce()
     results: list[bytes] = []
     ready = clock.now  # their collections ended before the rendering starts
@@ -90,7 +90,7 @@ def test_callers_ready_before_the_running_rendering_started_or_just_after_share_
 
 
 def test_other_keys_render_apart_and_errors_reach_every_sharer() -> None:
-    renderer = SharedRenderer()
+    renderer: SharedRenderer[bytes] = SharedRenderer()
     assert renderer.render(("a", "text"), lambda: b"a") == b"a"
     assert renderer.render(("b", "text"), lambda: b"b") == b"b"
 

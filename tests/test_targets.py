@@ -40,7 +40,7 @@ def make_exporter(mono: ManualClock) -> Iterator[Callable[[Config], Exporter]]:
     made: list[Exporter] = []
 
     def make(config: Config) -> Exporter:
-        exporter = Exporter(config, mono=mono)
+        exporter = Exporter(config, mono=mono, pacing="off")
         made.append(exporter)
         return exporter
 

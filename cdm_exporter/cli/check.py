@@ -119,13 +119,15 @@ def check(
     lister = build_project_lister if recorder is None else recording_lister_factory(recorder)
     # one_shot: failed calls and runs are logged at debug level (the report shows them). A
     # recording also carries the run history, which a run's end makes wanted only once its status
-    # has landed: a second and third pass read it, so a replay serves what `serve` reads.
+    # has landed: a second and third pass read it, so a replay serves what `serve` reads. A new
+    # budget holds a whole minute's calls; nothing is called between the passes.
     exporter = Exporter(
         config,
         client_factory=factory,
         lister_factory=lister,
         one_shot=True,
         read_history=recorder is not None,
+        pacing="off",
     )
     deadline = time.monotonic() + timeout
     try:

@@ -9,6 +9,7 @@ from .errors import ConfigError
 from .loader import config_from_env, load_config, parse_config, parse_duration
 from .model import (
     JOB_TYPES,
+    STATUS_SERIES,
     AkSkAuthConfig,
     AuthConfig,
     BudgetConfig,
@@ -17,12 +18,14 @@ from .model import (
     JobsFilter,
     PasswordAuthConfig,
     ProjectSelection,
+    StatusSeries,
     TargetConfig,
     TokenAuthConfig,
 )
 
 __all__ = [
     "JOB_TYPES",
+    "STATUS_SERIES",
     "AkSkAuthConfig",
     "AuthConfig",
     "BudgetConfig",
@@ -33,6 +36,7 @@ __all__ = [
     "PasswordAuthConfig",
     "ProjectSelection",
     "Secret",
+    "StatusSeries",
     "TargetConfig",
     "TokenAuthConfig",
     "config_from_env",

@@ -626,7 +626,7 @@ def _collection(value: object, path: str) -> CollectionConfig:
             changes[key] = integer(collection[key], where)
         elif key == "budget_per_minute":
             changes[key] = _budget(collection[key], where)
-        elif key == "budget_scope":
+        elif key in ("budget_scope", "status_series"):
             changes[key] = string(collection[key], where)
         else:  # every other collection setting is a duration in seconds
             changes[key] = parse_duration(collection[key], where)

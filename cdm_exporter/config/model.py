@@ -13,6 +13,7 @@ import fnmatch
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from cdm_exporter.api.secret import Secret
@@ -26,6 +27,12 @@ JOB_TYPES: tuple[str, ...] = ("NORMAL_JOB", "BATCH_JOB", "SCENARIO_JOB")
 API_LIMIT_PER_MINUTE = 120
 #: Budgets above this leave too little room for anything else using the same user.
 BUDGET_WARN_ABOVE = 110
+
+#: ``collection.status_series``: a ``cdm_job_status`` series for every documented status (1 for
+#: the current one, 0 for the others: the contract), or only for the current status (a seventh
+#: of the series, for many jobs)
+StatusSeries = Literal["all", "current"]
+STATUS_SERIES: tuple[StatusSeries, ...] = get_args(StatusSeries)
 
 _PROJECT_ID = re.compile(r"[0-9a-fA-F]{32}")
 # Huawei Cloud's cn-north-4 and ap-southeast-1, and the partner clouds' eu-de and eu-ch2 (with
@@ -368,6 +375,7 @@ class CollectionConfig:
     scrape_timeout_offset: float = 0.5
     budget_scope: str = "credential"
     unavailable_recheck_interval: float = 3600.0
+    status_series: StatusSeries = "all"
 
     def __post_init__(self) -> None:
         if self.budget_scope not in BUDGET_SCOPES:
@@ -377,6 +385,12 @@ class CollectionConfig:
                 + did_you_mean(self.budget_scope, BUDGET_SCOPES),
             )
         _check_range("unavailable_recheck_interval", self.unavailable_recheck_interval, 0, 7 * DAY, "s")
+        if self.status_series not in STATUS_SERIES:
+            raise ConfigError(
+                "status_series",
+                f"must be one of {', '.join(STATUS_SERIES)}, got {self.status_series!r}"
+                + did_you_mean(str(self.status_series), STATUS_SERIES),
+            )
         _check_range("concurrency", self.concurrency, 1, 64)
         # 0 is allowed for the intervals: refresh on every collection (the budget still applies).
         _check_range("discovery_interval", self.discovery_interval, 0, DAY, "s")

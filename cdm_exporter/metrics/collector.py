@@ -4,6 +4,7 @@ Series produced (identity labels ``cluster_id``, ``cluster_name``, ``job_name`` 
 
     cdm_job_status{...,status="BOOTING|FAILURE_ON_SUBMIT|RUNNING|SUCCEEDED|FAILED|UNKNOWN|NEVER_EXECUTED"} 1|0
     cdm_job_status{...,status="<any other value the API returned, e.g. PENDING>"} 1
+        (with ``collection.status_series: current``, only the current status's series, 1)
     cdm_job_progress_ratio{...}                      0..1 while a run is active; 1 once SUCCEEDED;
                                                      absent for other ended runs and when unknown
     cdm_job_submission_id{...}                       id of the latest run
@@ -44,7 +45,8 @@ Series produced (identity labels ``cluster_id``, ``cluster_name``, ``job_name`` 
 A field the API omitted gives no series (never a fake 0). Run counters are gauges: they restart
 with each run. The run counts (``_total``) are counters from the job's first status read on: the
 runs that ended before it are not counted, so ``increase()`` gives runs per period; a job deleted
-and created again under the same name starts over.
+and created again under the same name starts over. The per-job samples are made while the
+exposition is written (``_Samples``).
 
 Every label value taken from an API answer passes :func:`label_value`: one longer than
 :data:`MAX_LABEL_VALUE` characters is cut and ends in a hash of the whole value, so two long names
@@ -56,6 +58,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -63,6 +66,7 @@ from prometheus_client.samples import Sample
 
 from cdm_exporter import __version__
 from cdm_exporter.api.models import CLUSTER_STATUSES, FAILED_STATUSES, JOB_STATUSES, Counters
+from cdm_exporter.config import StatusSeries
 from cdm_exporter.polling.discovery import UNAVAILABLE_REASONS
 from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.state import JobInfo, JobState, TargetView
@@ -106,157 +110,210 @@ COUNTER_GAUGES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-class _JobFamilies:
-    """The per-job families of one exposition, filled job by job."""
+class _Numeric(NamedTuple):
+    """A per-job family with one number per job."""
 
-    def __init__(self) -> None:
-        g = GaugeMetricFamily
-        self.status = g(
-            "cdm_job_status",
-            "1 for the job's current status, 0 for the others.",
-            labels=(*JOB_LABELS, "status"),
+    name: str
+    help: str
+    counter: bool = False
+
+
+#: the per-job numeric families before ``cdm_job_info`` and ``cdm_job_error_info``, in exposition order
+_HEAD: tuple[_Numeric, ...] = (
+    _Numeric(
+        "cdm_job_progress_ratio",
+        "Progress of the latest run, 0 to 1: 1 once it SUCCEEDED, absent once it ended otherwise.",
+    ),
+    _Numeric("cdm_job_submission_id", "submission-id of the latest run."),
+    _Numeric("cdm_job_creation_timestamp_seconds", "creation-date of the latest run."),
+    _Numeric("cdm_job_execute_timestamp_seconds", "execute-date of the latest run."),
+    _Numeric("cdm_job_last_update_timestamp_seconds", "last-update-date of the latest run."),
+    *(_Numeric(name, help_) for name, help_, _ in COUNTER_GAUGES),
+    _Numeric("cdm_job_write_rows", "write_rows of the latest run."),
+    _Numeric("cdm_job_update_rows", "update_rows of the latest run."),
+    _Numeric("cdm_job_delete_rows", "delete_rows of the latest run."),
+    _Numeric("cdm_job_last_success_timestamp_seconds", "End of the latest SUCCEEDED run known."),
+)
+#: ... and after them
+_TAIL: tuple[_Numeric, ...] = (
+    _Numeric("cdm_job_refresh_timestamp_seconds", "When this job's status was last fetched from the API."),
+    _Numeric(
+        "cdm_job_last_failure_timestamp_seconds", "End of the latest FAILED or FAILURE_ON_SUBMIT run known."
+    ),
+    _Numeric("cdm_job_last_run_duration_seconds", "Start to end of the latest ended run known."),
+    _Numeric(
+        "cdm_job_runs",
+        "Runs of the job that ended since the exporter first read its status, each counted once.",
+        counter=True,
+    ),
+    _Numeric(
+        "cdm_job_run_failures",
+        "Of cdm_job_runs_total, the runs that ended FAILED or FAILURE_ON_SUBMIT.",
+        counter=True,
+    ),
+    _Numeric(
+        "cdm_job_history_timestamp_seconds",
+        "When this job's run history was last read; absent while it never was.",
+    ),
+)
+
+Number = float | int | None
+
+
+class _JobRow(NamedTuple):
+    """What one job contributes to the exposition, computed once per scrape."""
+
+    labels: dict[str, str]  # the identity labels, shared by the job's samples (never mutated)
+    status: str | None  # as a label value
+    numbers: tuple[Number, ...]  # one per _HEAD and _TAIL family, None: no series
+    info: dict[str, str]  # the info labels, as label values
+    error_summary: str | None  # the latest run FAILED: its summary, cut
+
+
+def _job_row(ids: Sequence[str], job: JobState) -> _JobRow:
+    run = job.current_run
+    summary = job.summary
+    if run is not None:
+        dates: tuple[Number, ...] = (
+            run.progress_ratio,
+            run.submission_id,
+            run.creation_date,
+            run.execute_date,
+            run.last_update_date,
         )
-        self.progress = g(
-            "cdm_job_progress_ratio",
-            "Progress of the latest run, 0 to 1: 1 once it SUCCEEDED, absent once it ended otherwise.",
-            labels=JOB_LABELS,
+        changes: tuple[Number, ...] = (run.write_rows, run.update_rows, run.delete_rows)
+    else:  # only the list entry is current: it carries the run's dates too
+        dates = (None, None, None, summary.execute_start_date, summary.execute_update_date)
+        changes = (None, None, None)
+    counters: Counters | None = job.counters()
+    counted = tuple(None if counters is None else getattr(counters, field) for _, _, field in COUNTER_GAUGES)
+    tally = job.tally
+    tail: tuple[Number, ...] = (
+        job.refreshed_at,
+        job.last_failure,
+        job.last_run_duration,
+        None if tally is None else tally.runs,
+        None if tally is None else tally.failures,
+        job.history_read_at,
+    )
+    status = job.status
+    failed = run is not None and status in FAILED_STATUSES
+    return _JobRow(
+        labels=dict(zip(JOB_LABELS, map(label_value, ids), strict=True)),
+        status=None if status is None else label_value(status),
+        numbers=(*dates, *counted, *changes, job.last_success, *tail),
+        info=dict(zip(INFO_LABELS, map(label_value, job.info()), strict=True)),
+        error_summary=((run.error_summary or "")[:ERROR_SUMMARY_MAX] if run is not None and failed else None),
+    )
+
+
+class _Samples(list[Sample]):
+    """A family's samples, made one at a time as the exposition is written.
+
+    At 10,000 jobs a scrape has 275,000 samples: holding them all cost ~100 MB, and the garbage
+    collector's passes over them (they all live until the scrape is written) cost more than
+    writing them. Generated while they are written, each is gone again before the next. Only
+    iteration (which is what ``prometheus_client`` does) and ``len`` see them.
+    """
+
+    def __init__(self, make: Callable[[], Iterator[Sample]]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __iter__(self) -> Iterator[Sample]:
+        return self._make()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._make())
+
+    def __bool__(self) -> bool:
+        return next(iter(self), None) is not None
+
+
+def _lazy(family: Metric, make: Callable[[], Iterator[Sample]]) -> Metric:
+    family.samples = _Samples(make)
+    return family
+
+
+def _status_samples(rows: list[_JobRow], current_only: bool) -> Iterator[Sample]:
+    for row in rows:
+        status = row.status
+        if not current_only:
+            for documented in JOB_STATUSES:
+                value = 1.0 if status == documented else 0.0
+                yield Sample("cdm_job_status", {**row.labels, "status": documented}, value)
+            if status is not None and status not in JOB_STATUSES:
+                yield Sample("cdm_job_status", {**row.labels, "status": status}, 1.0)
+        elif status is not None:
+            yield Sample("cdm_job_status", {**row.labels, "status": status}, 1.0)
+
+
+def _number_samples(rows: list[_JobRow], name: str, index: int) -> Iterator[Sample]:
+    for row in rows:
+        value = row.numbers[index]
+        if value is not None:
+            yield Sample(name, row.labels, float(value))
+
+
+def _info_samples(rows: list[_JobRow]) -> Iterator[Sample]:
+    for row in rows:
+        yield Sample("cdm_job_info", {**row.labels, **row.info}, 1.0)
+
+
+def _error_samples(rows: list[_JobRow]) -> Iterator[Sample]:
+    for row in rows:
+        if row.error_summary is not None:
+            yield Sample("cdm_job_error_info", {**row.labels, "error_summary": row.error_summary}, 1.0)
+
+
+def _numeric_families(rows: list[_JobRow], specs: Sequence[_Numeric], first: int) -> list[Metric]:
+    families: list[Metric] = []
+    for index, spec in enumerate(specs, start=first):
+        family: Metric
+        if spec.counter:
+            family = CounterMetricFamily(spec.name, spec.help, labels=JOB_LABELS)
+            sample_name = spec.name + "_total"
+        else:
+            family = GaugeMetricFamily(spec.name, spec.help, labels=JOB_LABELS)
+            sample_name = spec.name
+        families.append(
+            _lazy(family, lambda n=sample_name, i=index: _number_samples(rows, n, i))  # type: ignore[misc]
         )
-        self.submission = g("cdm_job_submission_id", "submission-id of the latest run.", labels=JOB_LABELS)
-        self.created = g(
-            "cdm_job_creation_timestamp_seconds", "creation-date of the latest run.", labels=JOB_LABELS
-        )
-        self.executed = g(
-            "cdm_job_execute_timestamp_seconds", "execute-date of the latest run.", labels=JOB_LABELS
-        )
-        self.updated = g(
-            "cdm_job_last_update_timestamp_seconds", "last-update-date of the latest run.", labels=JOB_LABELS
-        )
-        self.counters = [(g(name, help_, labels=JOB_LABELS), field) for name, help_, field in COUNTER_GAUGES]
-        self.write_rows = g("cdm_job_write_rows", "write_rows of the latest run.", labels=JOB_LABELS)
-        self.update_rows = g("cdm_job_update_rows", "update_rows of the latest run.", labels=JOB_LABELS)
-        self.delete_rows = g("cdm_job_delete_rows", "delete_rows of the latest run.", labels=JOB_LABELS)
-        self.last_success = g(
-            "cdm_job_last_success_timestamp_seconds",
-            "End of the latest SUCCEEDED run known.",
-            labels=JOB_LABELS,
-        )
-        self.info = g(
-            "cdm_job_info", "Non-numeric fields of the job; always 1.", labels=(*JOB_LABELS, *INFO_LABELS)
-        )
-        self.error = g(
+    return families
+
+
+def _job_families(rows: list[_JobRow], status_series: StatusSeries) -> list[Metric]:
+    """The per-job families over ``rows``; their samples are made as they are written."""
+    g = GaugeMetricFamily
+    status_help = (
+        "1 for the job's current status, 0 for the others."
+        if status_series == "all"
+        else "1 for the job's current status (only that status has a series)."
+    )
+    current_only = status_series == "current"
+    status = _lazy(
+        g("cdm_job_status", status_help, labels=(*JOB_LABELS, "status")),
+        lambda: _status_samples(rows, current_only),
+    )
+    info = _lazy(
+        g("cdm_job_info", "Non-numeric fields of the job; always 1.", labels=(*JOB_LABELS, *INFO_LABELS)),
+        lambda: _info_samples(rows),
+    )
+    error = _lazy(
+        g(
             "cdm_job_error_info",
             "1 while the latest run FAILED; error_summary cut to 256 characters.",
             labels=(*JOB_LABELS, "error_summary"),
-        )
-        self.refreshed = g(
-            "cdm_job_refresh_timestamp_seconds",
-            "When this job's status was last fetched from the API.",
-            labels=JOB_LABELS,
-        )
-        self.last_failure = g(
-            "cdm_job_last_failure_timestamp_seconds",
-            "End of the latest FAILED or FAILURE_ON_SUBMIT run known.",
-            labels=JOB_LABELS,
-        )
-        self.last_duration = g(
-            "cdm_job_last_run_duration_seconds",
-            "Start to end of the latest ended run known.",
-            labels=JOB_LABELS,
-        )
-        self.runs = CounterMetricFamily(
-            "cdm_job_runs",
-            "Runs of the job that ended since the exporter first read its status, each counted once.",
-            labels=JOB_LABELS,
-        )
-        self.failures = CounterMetricFamily(
-            "cdm_job_run_failures",
-            "Of cdm_job_runs_total, the runs that ended FAILED or FAILURE_ON_SUBMIT.",
-            labels=JOB_LABELS,
-        )
-        self.history_read = g(
-            "cdm_job_history_timestamp_seconds",
-            "When this job's run history was last read; absent while it never was.",
-            labels=JOB_LABELS,
-        )
-
-    def all(self) -> list[Metric]:
-        return [
-            self.status,
-            self.progress,
-            self.submission,
-            self.created,
-            self.executed,
-            self.updated,
-            *(family for family, _ in self.counters),
-            self.write_rows,
-            self.update_rows,
-            self.delete_rows,
-            self.last_success,
-            self.info,
-            self.error,
-            self.refreshed,
-            self.last_failure,
-            self.last_duration,
-            self.runs,
-            self.failures,
-            self.history_read,
-        ]
-
-    def add(self, ids: Sequence[str], job: JobState) -> None:
-        # Samples are built directly rather than through add_metric: at thousands of jobs the
-        # per-call label zipping was most of the mapping's cost. One label dict is shared by a
-        # job's samples; nothing downstream mutates it.
-        labels = dict(zip(JOB_LABELS, ids, strict=True))
-        status = job.status
-        samples = self.status.samples
-        for documented in JOB_STATUSES:
-            samples.append(
-                Sample(
-                    "cdm_job_status", {**labels, "status": documented}, 1.0 if status == documented else 0.0
-                )
-            )
-        if status is not None and status not in JOB_STATUSES:
-            samples.append(Sample("cdm_job_status", {**labels, "status": label_value(status)}, 1.0))
-
-        run = job.current_run
-        summary = job.summary
-        tally = job.tally
-        optional: list[tuple[Metric, float | int | None]] = [
-            (self.last_success, job.last_success),
-            (self.refreshed, job.refreshed_at),
-            (self.last_failure, job.last_failure),
-            (self.last_duration, job.last_run_duration),
-            (self.history_read, job.history_read_at),
-        ]
-        if tally is not None:
-            optional += [(self.runs, tally.runs), (self.failures, tally.failures)]
-        if run is not None:
-            optional += [
-                (self.progress, run.progress_ratio),
-                (self.submission, run.submission_id),
-                (self.created, run.creation_date),
-                (self.executed, run.execute_date),
-                (self.updated, run.last_update_date),
-                (self.write_rows, run.write_rows),
-                (self.update_rows, run.update_rows),
-                (self.delete_rows, run.delete_rows),
-            ]
-        else:  # only the list entry is current: it carries the run's dates too
-            optional += [
-                (self.executed, summary.execute_start_date),
-                (self.updated, summary.execute_update_date),
-            ]
-        counters: Counters | None = job.counters()
-        if counters is not None:
-            optional += [(family, getattr(counters, field)) for family, field in self.counters]
-        for family, value in optional:
-            if value is not None:
-                name = family.name + "_total" if family.type == "counter" else family.name
-                family.samples.append(Sample(name, labels, float(value)))
-
-        self.info.add_metric((*ids, *map(label_value, job.info())), 1.0)
-        if run is not None and status in FAILED_STATUSES:
-            self.error.add_metric((*ids, (run.error_summary or "")[:ERROR_SUMMARY_MAX]), 1.0)
+        ),
+        lambda: _error_samples(rows),
+    )
+    return [
+        status,
+        *_numeric_families(rows, _HEAD, 0),
+        info,
+        error,
+        *_numeric_families(rows, _TAIL, len(_HEAD)),
+    ]
 
 
 def _cluster_families(targets: Iterable[TargetView]) -> Iterator[Metric]:
@@ -395,7 +452,7 @@ def _self_families(snapshot: Snapshot) -> Iterator[Metric]:
 
 def families(snapshot: Snapshot) -> list[Metric]:
     """Every metric family of one exposition."""
-    jobs = _JobFamilies()
+    rows: list[_JobRow] = []
     seen: set[tuple[str, str]] = set()
     for target in snapshot.targets:
         for cluster in target.clusters:
@@ -404,10 +461,9 @@ def families(snapshot: Snapshot) -> list[Metric]:
                 if key in seen:
                     continue
                 seen.add(key)
-                ids = (cluster.cluster.id, cluster.cluster.name, job.name)
-                jobs.add(tuple(map(label_value, ids)), job)
+                rows.append(_job_row((cluster.cluster.id, cluster.cluster.name, job.name), job))
     return [
-        *jobs.all(),
+        *_job_families(rows, snapshot.status_series),
         *_cluster_families(snapshot.targets),
         *_target_families(snapshot.targets),
         *_discovery_families(snapshot),

@@ -176,9 +176,11 @@ class ProjectDiscovery:
         mono: Callable[[], float] = time.monotonic,
         one_shot: bool = False,
         read_history: bool | None = None,
+        paced: bool = False,
     ) -> None:
         """``one_shot``: for ``check`` (see ``TargetPoller``); failures are then logged at debug
-        level, since the report shows them."""
+        level, since the report shows them. ``paced``: each project's poller is paced between
+        scrapes (:meth:`pace`)."""
         if target.projects is None:
             raise ValueError(f"target {target.name!r} has no projects selection")
         self.target = target
@@ -192,6 +194,7 @@ class ProjectDiscovery:
         self._clocks = Clocks(wall, mono)
         self._one_shot = one_shot
         self._read_history = read_history
+        self._paced = paced
         self._lister = lister_factory(target, collection, observer)
         self._lock = threading.Lock()
         self._projects: dict[str, _Project] = {}
@@ -226,6 +229,20 @@ class ProjectDiscovery:
                     return
         if futures:
             wait(futures, timeout=max(0.0, deadline - self._mono()))
+
+    def pace(self) -> tuple[list[Future[None]], float | None]:
+        """Between scrapes: each polled project's :meth:`TargetPoller.pace`; the calls started,
+        and when to look again (None: not before the next scrape)."""
+        with self._lock:
+            pollers = [p.poller for p in self._projects.values() if p.unavailable is None and not p.dropped]
+        started: list[Future[None]] = []
+        looks: list[float] = []
+        for poller in pollers:
+            futures, look = poller.pace()
+            started += futures
+            if look is not None:
+                looks.append(look)
+        return started, min(looks, default=None)
 
     def views(self) -> tuple[TargetView, ...]:
         """One view per project, by project name."""
@@ -479,6 +496,7 @@ class ProjectDiscovery:
             mono=self._mono,
             one_shot=self._one_shot,
             read_history=self._read_history,
+            paced=self._paced,
         )
         return _Project(info, region, identity, watched, poller, SingleFlight())
 

@@ -21,6 +21,11 @@ A reload that replaces a target's poller hands the new one what the old one knew
 
 Requests that outlive the deadline finish in the background and land in the state for the next
 scrape. A 429 is not retried: the bucket pauses and the job keeps its last known state.
+
+Between scrapes, :meth:`TargetPoller.pace` goes on where the scrape stopped, one call as each
+token comes: the status fetches the scrape planned (each job at most once per scrape interval),
+unfinished job lists and due history reads. So the budget is spent at an even pace over the
+whole interval instead of in bursts at scrape time, which the rolling minute cuts short.
 """
 
 from __future__ import annotations
@@ -28,13 +33,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from functools import partial
 from typing import Protocol
 
-from cdm_exporter.api.endpoints import POLICIES, Endpoint
+from cdm_exporter.api.endpoints import POLICIES, Endpoint, Policy
 from cdm_exporter.api.errors import AuthError, CdmError, NotFound, RateLimited
 from cdm_exporter.api.models import (
     FAILED_STATUSES,
@@ -47,14 +53,14 @@ from cdm_exporter.api.paging import JOB_PAGE_SIZE, JobListPaging
 from cdm_exporter.api.subjobs import current_run
 from cdm_exporter.config import CollectionConfig, TargetConfig
 from cdm_exporter.polling.auth_hint import auth_hint
-from cdm_exporter.polling.budget import Budgets, TokenBucket
+from cdm_exporter.polling.budget import WINDOW_SECONDS, Budgets, TokenBucket
 from cdm_exporter.polling.failure_log import FailureLog
 from cdm_exporter.polling.history import HistoryScan
 from cdm_exporter.polling.job_types import refuses_type, skipped
 from cdm_exporter.polling.persistence import RecordItem, RecordKey
 from cdm_exporter.polling.records import Clocks, Record, RecordError
 from cdm_exporter.polling.run_counts import tally_after_status
-from cdm_exporter.polling.schedule import missed_a_run, status_fetch_order
+from cdm_exporter.polling.schedule import interval_plan, missed_a_run, status_fetch_order
 from cdm_exporter.polling.state import (
     AuthFailure,
     ClusterState,
@@ -77,6 +83,16 @@ log = logging.getLogger(__name__)
 MIN_REQUEST_SECONDS = 0.05
 #: the calls whose 401/403 means the credential itself was refused (not one job's URL)
 CREDENTIAL_ENDPOINTS: frozenset[Endpoint] = frozenset({"iam_token", "list_clusters"})
+#: how many intervals between scrapes the pace is averaged over
+PACE_SAMPLES = 4
+#: calls go on between scrapes for two scrape intervals after the last scrape, at least this long
+PACE_AT_LEAST_SECONDS = 60.0
+#: the running jobs, fetched last in a scrape interval, are to be done this long before the next
+#: scrape (their calls come at the budget's pace, :meth:`TokenBucket.spacing`)
+LAST_CALLS_SECONDS = 0.3
+
+WorkKey = tuple[str, str, str]  # (what, cluster_id, job_name)
+Work = tuple[WorkKey, Callable[..., None], tuple[object, ...]]
 
 
 class ApiClient(Protocol):
@@ -122,10 +138,13 @@ class TargetPoller:
         mono: Callable[[], float] = time.monotonic,
         one_shot: bool = False,
         read_history: bool | None = None,
+        paced: bool = False,
     ) -> None:
         """``one_shot``: for ``check``, whose report shows what failed and does not show the last
         success: no run history is read (unless ``read_history``), and failed calls and runs are
-        logged at debug level."""
+        logged at debug level. ``paced``: :meth:`pace` is called between scrapes, which then make
+        only the urgent calls; else only the scrapes call the API, each spending what the budget
+        holds."""
         self.target = target
         self.collection = collection
         self.client = client
@@ -149,8 +168,18 @@ class TargetPoller:
         self._error: str | None = None
         self._error_kind: str | None = None
         self._throttled_at: float | None = None  # wall time of the last 429 from CDM
-        self._inflight: set[tuple[str, str, str]] = set()  # (what, cluster_id, job_name)
+        self._inflight: set[WorkKey] = set()
         self._closed = False  # replaced by a reload or stopped: start nothing more
+        self._scraped_at: float | None = None  # monotonic start of the last refresh (scrape)
+        self._intervals: deque[float] = deque(maxlen=PACE_SAMPLES)  # seconds between scrapes
+        self._interval = 0.0  # their mean: the usual time between scrapes (0 before the second)
+        # (cluster_id, job_name) to fetch in this scrape interval: first, and at its end
+        self._status_first: deque[tuple[str, str]] = deque()
+        self._status_last: deque[tuple[str, str]] = deque()
+        self._status_plan_stale = False  # a job list changed the jobs since the plan was made
+        self._status_tried: set[tuple[str, str]] = set()  # fetched (or tried) since the scrape
+        self._paced = paced  # pace() runs between scrapes: the budget is spent over the interval
+        self._paced_at: dict[Policy, float] = {}  # when pace() may start the next call, per budget
         self.failures = FailureLog(log, target.name)
         self.authenticated: bool | None = None  # did the last authenticated call work
 
@@ -165,6 +194,7 @@ class TargetPoller:
         """
         if self._closed:
             return
+        self._scraped(self._mono())
         with self._lock:
             refused_at = self._refused_at
             if refused_at is not None and self._mono() - refused_at < self.collection.discovery_interval:
@@ -183,6 +213,89 @@ class TargetPoller:
         self._wait(futures, deadline)
         if self._reads_history:
             self._want_histories_of_unread_ends()
+
+    def pace(self) -> tuple[list[Future[None]], float | None]:
+        """Between scrapes: start the next call of each budget when its pace (the budget's rate)
+        and its tokens allow, in priority order. Returns the calls started and when to look again
+        (monotonic time), or None when there is nothing left to do until the next scrape, or no
+        scrape came for a while."""
+        now = self._mono()
+        if not self._paced or self._scraped_at is None or now - self._scraped_at > self._pace_for():
+            return [], None
+        with self._lock:
+            if self._closed or self._refused_at is not None:  # a refused credential waits, see refresh()
+                return [], None
+        futures: list[Future[None]] = []
+        looks: list[float] = []
+        budgets: tuple[tuple[Policy, Callable[[], Work | None]], ...] = (
+            ("job_status", self._next_status_work),
+            ("common", self._next_common_work),
+        )
+        for policy, next_work in budgets:
+            bucket = self._budgets.bucket(self._identity, policy)
+            while (work := next_work()) is not None:
+                due = self._paced_at.get(policy, now)
+                if now < due:
+                    looks.append(due)
+                    break
+                if not bucket.try_acquire():
+                    # a window shared with other replicas may refuse what this process expected
+                    token_at = bucket.next_token_at()
+                    looks.append(token_at if token_at > now else now + bucket.spacing())
+                    break
+                key, call, args = work
+                if not self._claim(key):
+                    bucket.refund()
+                    continue
+                # the next call one pace later, catching up at most a second of lateness
+                self._paced_at[policy] = max(due + bucket.spacing(), now - 1.0)
+                deadline = now + self.collection.read_timeout
+                future = self._submit(key, call, *args, deadline, True)
+                if future is None:  # closed meanwhile: the call was never sent
+                    bucket.refund()
+                    return futures, None
+                futures.append(future)
+        return futures, min(looks, default=None)
+
+    def _scraped(self, now: float) -> None:
+        """A scrape started: note it, for the pace of the calls until the next one. The usual
+        time between scrapes is the mean of the last few, so that one pause (or two Prometheus
+        servers scraping in turn) does not throw the pace off."""
+        if self._scraped_at is not None:
+            self._intervals.append(max(0.0, now - self._scraped_at))
+            self._interval = sum(self._intervals) / len(self._intervals)
+        self._scraped_at = now
+        with self._lock:
+            self._status_tried = set()
+
+    def _pace_for(self) -> float:
+        """How long after a scrape calls go on: until two scrapes were missed."""
+        return max(PACE_AT_LEAST_SECONDS, 2.0 * self._interval)
+
+    def _share(self, policy: Policy) -> int:
+        """The calls ``policy``'s budget allows until the next scrape, when they are paced (0
+        when only the scrapes spend the budget)."""
+        if not self._paced:
+            return 0
+        rate = self._budgets.bucket(self._identity, policy).rate_per_second
+        return int(rate * min(WINDOW_SECONDS, self._interval))
+
+    def _spend(self, bucket: TokenBucket, deadline: float, paid: bool) -> float | None:
+        """The read timeout of a call about to be sent, its token taken (by the caller when
+        ``paid``); None, the token back, when there is no token or no time left."""
+        timeout = self._timeout(deadline)
+        if timeout is None:
+            self._unspent(bucket, paid)
+            return None
+        if not paid and not bucket.try_acquire():
+            return None
+        return timeout
+
+    @staticmethod
+    def _unspent(bucket: TokenBucket, paid: bool) -> None:
+        """A call paid for in advance (``paid``) will not be sent: its token goes back."""
+        if paid:
+            bucket.refund()
 
     def _wait(self, futures: list[Future[None]], deadline: float) -> None:
         if futures:
@@ -262,9 +375,7 @@ class TargetPoller:
             ) = known
         self.failures = old.failures
 
-    def _submit(
-        self, key: tuple[str, str, str], work: Callable[..., None], *args: object
-    ) -> Future[None] | None:
+    def _submit(self, key: WorkKey, work: Callable[..., None], *args: object) -> Future[None] | None:
         """Run claimed ``work`` on the executor; None (and the claim dropped) once closed."""
         try:
             return self._executor.submit(self._run_claimed, key, work, *args)
@@ -465,39 +576,50 @@ class TargetPoller:
 
     # --- 2. job lists ------------------------------------------------------------------------
 
-    def _start_job_lists(self, deadline: float) -> list[Future[None]]:
+    def _lists_due(self, since: float = float("inf")) -> list[str]:
+        """Clusters whose job list is under way, or due and not read since ``since`` (a list at
+        most once per scrape interval), and not being read right now: lists under way first,
+        then the one read longest ago, so that no cluster waits behind the others for good."""
         now = self._mono()
-        futures = []
         with self._lock:
             due = [
-                cid
+                (c.listing is None, c.listed_at if c.listed_at is not None else float("-inf"), cid)
                 for cid, c in self._clusters.items()
-                if c.listing is not None
-                or c.listed_at is None
-                or now - c.listed_at >= self.collection.job_list_interval
+                if (
+                    c.listing is not None
+                    or c.listed_at is None
+                    or (now - c.listed_at >= self.collection.job_list_interval and c.listed_at < since)
+                )
+                and ("list", cid, "") not in self._inflight
             ]
-        for cluster_id in due:
+        return [cid for _, _, cid in sorted(due)]
+
+    def _start_job_lists(self, deadline: float) -> list[Future[None]]:
+        futures = []
+        for cluster_id in self._lists_due():
             key = ("list", cluster_id, "")
             if self._claim(key) and (future := self._submit(key, self._list_jobs, cluster_id, deadline)):
                 futures.append(future)
         return futures
 
-    def _list_jobs(self, cluster_id: str, deadline: float) -> None:
+    def _list_jobs(self, cluster_id: str, deadline: float, paid: bool = False) -> None:
+        bucket = self._bucket("list_jobs")
         with self._lock:
             state = self._clusters.get(cluster_id)
             if state is None:
+                self._unspent(bucket, paid)
                 return
             cursor = state.listing or ListingCursor()
             state.listing = cursor
         types = self.target.jobs.types
-        bucket = self._bucket("list_jobs")
         while cursor.type_index < len(types):
             job_type = types[cursor.type_index]
             if skipped(job_type, state.unsupported, self._mono()):
                 cursor.type_index += 1  # refused before: tried again only hourly
                 continue
-            timeout = self._timeout(deadline)
-            if timeout is None or not bucket.try_acquire():
+            timeout = self._spend(bucket, deadline, paid)
+            paid = False  # the caller paid for the first page at most
+            if timeout is None:
                 return  # resume at the next collection
             paging = cursor.paging
             try:
@@ -512,30 +634,7 @@ class TargetPoller:
                     cursor.type_index += 1
                     cursor.paging = JobListPaging()
                     continue
-                status = state.cluster.status_name
-                if status not in (None, "normal") and not isinstance(error, AuthError | RateLimited):
-                    # expected: a stopped (frozen, failed, ...) cluster cannot list its jobs, and
-                    # cdm_cluster_status already says why; no warning every list interval
-                    self._call_failed(
-                        _list_scope(cluster_id),
-                        error,
-                        bucket,
-                        message="job list unavailable: cluster not normal",
-                        level=logging.INFO,
-                        cluster_name=state.cluster.name,
-                        cluster_status=status,
-                    )
-                else:
-                    self._call_failed(_list_scope(cluster_id), error, bucket)
-                with self._lock:
-                    state.up = False  # a 429 too: the list did not work
-                    state.list_error = str(error)
-                    state.list_error_kind = error.kind
-                    if not isinstance(error, RateLimited):  # throttled: resume where it stopped
-                        state.listing = None  # start over next time: pages may have shifted
-                        # retried at the list interval like a success, so a broken cluster cannot
-                        # spend the shared budget the healthy ones need
-                        state.listed_at = self._mono()
+                self._list_failed(state, error, bucket)
                 return
             self._call_worked(None)  # the list's failure ends only once the whole list is read
             for entry in page.jobs:
@@ -547,12 +646,40 @@ class TargetPoller:
                 cursor.listed.add(job_type)
                 cursor.type_index += 1
                 cursor.paging = JobListPaging()
+        self._unspent(bucket, paid)  # every type left was skipped
         if cursor.refused and not cursor.listed:
             self._every_type_refused(state, next(iter(cursor.refused.values())))
             return
         self._settle_job_types(state, cursor)
         self._apply_listing(state, cursor)
         self.failures.recovered(_list_scope(cluster_id))
+
+    def _list_failed(self, state: ClusterState, error: CdmError, bucket: TokenBucket) -> None:
+        cluster_id = state.cluster.id
+        status = state.cluster.status_name
+        if status not in (None, "normal") and not isinstance(error, AuthError | RateLimited):
+            # expected: a stopped (frozen, failed, ...) cluster cannot list its jobs, and
+            # cdm_cluster_status already says why; no warning every list interval
+            self._call_failed(
+                _list_scope(cluster_id),
+                error,
+                bucket,
+                message="job list unavailable: cluster not normal",
+                level=logging.INFO,
+                cluster_name=state.cluster.name,
+                cluster_status=status,
+            )
+        else:
+            self._call_failed(_list_scope(cluster_id), error, bucket)
+        with self._lock:
+            state.up = False  # a 429 too: the list did not work
+            state.list_error = str(error)
+            state.list_error_kind = error.kind
+            if not isinstance(error, RateLimited):  # throttled: resume where it stopped
+                state.listing = None  # start over next time: pages may have shifted
+                # retried at the list interval like a success, so a broken cluster cannot
+                # spend the shared budget the healthy ones need
+                state.listed_at = self._mono()
 
     def _every_type_refused(self, state: ClusterState, error: CdmError) -> None:
         """No type could be listed: the cluster's list failed (it is down, not selective)."""
@@ -606,31 +733,102 @@ class TargetPoller:
             state.up = True
             state.list_error = None
             state.list_error_kind = None
+            self._status_plan_stale = True  # jobs came, went or changed
 
     # --- 3. job status -----------------------------------------------------------------------
 
     def _start_status_fetches(self, deadline: float) -> list[Future[None]]:
+        """Plan the scrape interval's status fetches and make those the scrape should: all of
+        them when the budget has them now; else, when the pacer spreads them over the interval,
+        only the urgent ones (running jobs never fetched: a new run, or the start)."""
         slots = int(self._bucket("job_status").available())
-        with self._lock:
-            jobs = [j for c in self._clusters.values() for j in c.jobs.values()]
+        planned = self._plan_statuses(slots)
         futures = []
-        for job in status_fetch_order(jobs, slots):
-            if slots <= 0:
-                break
-            key = ("status", job.cluster_id, job.name)
-            if not self._claim(key):
-                continue
-            slots -= 1
-            future = self._submit(key, self._fetch_status, job.cluster_id, job.name, deadline)
-            if future is None:
-                break
-            futures.append(future)
+        if self._paced and planned > slots:
+            with self._lock:
+                urgent = [
+                    ("status", j.cluster_id, j.name)
+                    for c in self._clusters.values()
+                    for j in c.jobs.values()
+                    if j.active and j.refreshed_at is None
+                ]
+            for key in urgent[:slots]:
+                if self._claim(key) and (future := self._submit(key, self._fetch_status, *key[1:], deadline)):
+                    futures.append(future)
+            return futures
+        while slots > 0 and (work := self._next_status_work()) is not None:
+            key, call, args = work
+            if self._claim(key):
+                slots -= 1
+                future = self._submit(key, call, *args, deadline)
+                if future is None:
+                    break
+                futures.append(future)
         return futures
 
-    def _fetch_status(self, cluster_id: str, job_name: str, deadline: float) -> None:
+    def _plan_statuses(self, slots: int) -> int:
+        """Plan the status fetches of this scrape interval (:func:`interval_plan`) among the
+        jobs not fetched since it began, ``slots`` of them possibly at once; how many."""
+        with self._lock:
+            jobs = [
+                j
+                for c in self._clusters.values()
+                for j in c.jobs.values()
+                if (j.cluster_id, j.name) not in self._status_tried
+            ]
+        calls = max(slots, self._share("job_status"))
+        if self._paced:
+            first, last = interval_plan(jobs, calls)
+        else:  # only scrapes call: no end of the interval to wait for
+            first, last = status_fetch_order(jobs, calls), []
+        with self._lock:
+            self._status_first = deque((j.cluster_id, j.name) for j in first)
+            self._status_last = deque((j.cluster_id, j.name) for j in last)
+            self._status_plan_stale = False
+        return len(first) + len(last)
+
+    def _next_status_work(self) -> Work | None:
+        """The next job of the plan not yet tried in this scrape interval: from the first part,
+        until only the time for the last part (the running jobs) is left before the next scrape."""
+        if self._status_plan_stale:
+            self._plan_statuses(0)
+        with self._lock:
+            for plan in (self._status_first, self._status_last):
+                while plan and not self._worth_fetching(*plan[0]):
+                    plan.popleft()
+            if self._status_last and (not self._status_first or self._time_for_the_last()):
+                plan = self._status_last
+            elif self._status_first:
+                plan = self._status_first
+            else:
+                return None
+            cluster_id, job_name = plan[0]
+            return ("status", cluster_id, job_name), self._fetch_status, (cluster_id, job_name)
+
+    def _worth_fetching(self, cluster_id: str, job_name: str) -> bool:
+        """Not tried in this scrape interval, not being fetched, still there (under the lock)."""
+        return (
+            (cluster_id, job_name) not in self._status_tried
+            and ("status", cluster_id, job_name) not in self._inflight
+            and self._job(cluster_id, job_name) is not None
+        )
+
+    def _time_for_the_last(self) -> bool:
+        """Is it time to fetch the end of the plan, so that it is done just before the next
+        scrape? (Called under the lock.)"""
+        if self._scraped_at is None or not self._intervals:
+            return True
+        next_scrape = self._scraped_at + self._interval
+        spacing = self._budgets.bucket(self._identity, "job_status").spacing()
+        needed = len(self._status_last) * spacing + LAST_CALLS_SECONDS
+        return next_scrape - self._mono() <= needed
+
+    def _fetch_status(self, cluster_id: str, job_name: str, deadline: float, paid: bool = False) -> None:
+        with self._lock:
+            self._status_tried.add((cluster_id, job_name))  # once per scrape interval, even if it fails
         bucket = self._bucket("job_status")
-        timeout = self._timeout(deadline)
-        if timeout is None or not bucket.try_acquire():
+        timeout = self._spend(bucket, deadline, paid)
+        if timeout is None:
             return
         with self._lock:
             job = self._job(cluster_id, job_name)
@@ -710,8 +908,10 @@ class TargetPoller:
                     if not job.history_wanted and job.ended_unread:
                         cluster.jobs[name] = replace(job, history_wanted=True)
 
-    def _histories_due(self) -> list[JobState]:
-        """Jobs whose run history is to be read now, the one read longest ago first."""
+    def _histories_due(self, since: float = float("inf")) -> list[JobState]:
+        """Jobs whose run history is to be read now (and, but for a scan the budget cut short,
+        not read since ``since``: at most once per scrape interval), not being read right now, the
+        one read longest ago first."""
         now = self._mono()
         with self._lock:
             wanted = [
@@ -722,8 +922,9 @@ class TargetPoller:
                 and (
                     j.history_scan is not None  # a scan the budget cut short goes on
                     or j.history_at is None
-                    or now - j.history_at >= self.collection.history_interval
+                    or (now - j.history_at >= self.collection.history_interval and j.history_at < since)
                 )
+                and ("history", j.cluster_id, j.name) not in self._inflight
             ]
         return sorted(wanted, key=lambda j: j.history_at or float("-inf"))
 
@@ -738,13 +939,14 @@ class TargetPoller:
                 futures.append(future)
         return futures
 
-    def _read_history(self, cluster_id: str, job_name: str, deadline: float) -> None:
+    def _read_history(self, cluster_id: str, job_name: str, deadline: float, paid: bool = False) -> None:
         """Read the history page by page until the last success and the runs that ended unseen
         are known (:class:`HistoryScan`); each page's ended runs count as soon as it is read."""
         bucket = self._bucket("submissions")
         with self._lock:
             job = self._job(cluster_id, job_name)
             if job is None:
+                self._unspent(bucket, paid)
                 return
             success_known = job.last_success is not None or job.history_read_at is not None
             scan = job.history_scan or HistoryScan.begin(
@@ -752,8 +954,9 @@ class TargetPoller:
             )
         started = self._mono()
         while not scan.done:
-            timeout = self._timeout(deadline)
-            if timeout is None or not bucket.try_acquire():
+            timeout = self._spend(bucket, deadline, paid)
+            paid = False  # the caller paid for the first page at most
+            if timeout is None:
                 self._store_history(cluster_id, job_name, scan, started)  # resumed next time
                 return
             try:
@@ -812,13 +1015,26 @@ class TargetPoller:
                 )
             self._clusters[cluster_id].jobs[job_name] = new
 
+    def _next_common_work(self) -> Work | None:
+        """The next call of the common budget: a job list under way or due, else a history read;
+        none that was made since the scrape began."""
+        since = self._scraped_at if self._scraped_at is not None else float("inf")
+        lists = self._lists_due(since)
+        if lists:
+            return ("list", lists[0], ""), self._list_jobs, (lists[0],)
+        history = self._histories_due(since) if self._reads_history else []
+        if history:
+            job = history[0]
+            return ("history", job.cluster_id, job.name), self._read_history, (job.cluster_id, job.name)
+        return None
+
     # --- bookkeeping ---------------------------------------------------------------------------
 
     def _job(self, cluster_id: str, job_name: str) -> JobState | None:
         cluster = self._clusters.get(cluster_id)
         return cluster.jobs.get(job_name) if cluster is not None else None
 
-    def _claim(self, key: tuple[str, str, str]) -> bool:
+    def _claim(self, key: WorkKey) -> bool:
         """Mark work as in flight; False when the same work is still running from a past scrape."""
         with self._lock:
             if key in self._inflight:
@@ -826,7 +1042,7 @@ class TargetPoller:
             self._inflight.add(key)
             return True
 
-    def _run_claimed(self, key: tuple[str, str, str], work: Callable[..., None], *args: object) -> None:
+    def _run_claimed(self, key: WorkKey, work: Callable[..., None], *args: object) -> None:
         try:
             work(*args)
         except Exception:  # a bug must not kill the worker or leave the key claimed forever

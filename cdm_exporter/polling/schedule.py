@@ -1,8 +1,12 @@
 """The poller's decisions about what to read next, as pure functions of the known state.
 
 * :func:`status_fetch_order`: which jobs' ``/status`` to fetch, in order: running jobs, then
-  jobs whose list entry changed since their last fetch, then the rest, each oldest-refreshed
-  first; when running jobs alone would take every call, a quarter is kept for changed jobs.
+  jobs whose run started or ended since their last fetch, then jobs never fetched, then the
+  rest, each oldest-refreshed first; when running jobs alone would take every call, a twentieth
+  is kept for the jobs whose run ended, failed runs first.
+* :func:`interval_plan`: the same jobs split for a scrape interval whose calls are paced:
+  when the budget has room for every running job, the others go first and the running ones
+  last, so that they are fetched just before the next scrape, which sees them freshest.
 * :func:`missed_a_run`: whether a run may have ended between two observations without being
   seen, which makes the poller read the job's run history (for its last success).
 """
@@ -11,28 +15,68 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cdm_exporter.api.models import ACTIVE_STATUSES, Submission
+from cdm_exporter.api.models import ACTIVE_STATUSES, FAILED_STATUSES, Submission
 from cdm_exporter.polling.state import JobState
+
+#: when running jobs would take every status call, one call in this many is kept for ended runs
+RESERVE_DIVISOR = 20
 
 
 def _age(job: JobState) -> float:
     return job.refreshed_at if job.refreshed_at is not None else float("-inf")
 
 
+def _ended_since_fetch(job: JobState) -> bool:
+    """A job fetched before whose list entry tells of a run that started or ended since."""
+    if job.latest is None:  # fetched, no run then: any change of the entry is a run
+        return job.fetched_key != job.summary.change_key
+    return job.changed_since_fetch
+
+
 def status_fetch_order(jobs: Iterable[JobState], slots: int) -> list[JobState]:
     """Every job, in the order their status should be fetched when ``slots`` calls are left.
 
-    Running jobs come first, but when they alone would take every call, a quarter of the calls
-    is kept for jobs whose list entry changed: a run that ended must be read (its error,
-    counters, last success) even while more jobs run than the budget can refresh.
+    Running jobs come first, those never fetched first of all (a run that just started, and every
+    running job at start). When the others alone would take every call, a twentieth of the calls
+    (at least one) is kept for jobs whose list entry changed since their last fetch, failed runs
+    first: a run that ended must be read (its error summary, counters) even while more jobs run
+    than the budget can refresh. Only a twentieth, because each such call makes the running jobs
+    staler, while the status a run ended with shows without it, from the job list, and its last
+    success comes from the run history when the job runs again. Jobs never fetched
+    come after those: their list entries already give their status, and at start thousands of them
+    would otherwise take the reserve, and the running jobs' freshness with it, for an hour.
     """
     jobs = list(jobs)
     active = sorted((j for j in jobs if j.active), key=_age)
-    changed = sorted((j for j in jobs if not j.active and j.changed_since_fetch), key=_age)
-    rest = sorted((j for j in jobs if not j.active and not j.changed_since_fetch), key=_age)
-    reserve = min(len(changed), max(1, slots // 4)) if len(active) >= slots else 0
-    first = active[: max(0, slots - reserve)]
-    return first + changed + active[len(first) :] + rest
+    starting = [j for j in active if j.refreshed_at is None]
+    running = [j for j in active if j.refreshed_at is not None]
+    fetched = [j for j in jobs if not j.active and j.refreshed_at is not None]
+    changed = sorted(
+        (j for j in fetched if _ended_since_fetch(j)),
+        key=lambda j: (j.status not in FAILED_STATUSES, _age(j)),
+    )
+    never = [j for j in jobs if not j.active and j.refreshed_at is None]
+    rest = sorted((j for j in fetched if not _ended_since_fetch(j)), key=_age)
+    left = max(0, slots - len(starting))
+    reserve = min(len(changed), max(1, left // RESERVE_DIVISOR)) if left and len(running) >= left else 0
+    first = running[: left - reserve]
+    return starting + first + changed + running[len(first) :] + never + rest
+
+
+def interval_plan(jobs: Iterable[JobState], calls: int) -> tuple[list[JobState], list[JobState]]:
+    """Jobs to fetch in a scrape interval of ``calls`` paced calls: ``(first, last)``.
+
+    When every running job fits in the interval's calls, ``last`` holds them (oldest first) and
+    ``first`` the others (ended runs, never fetched, the rest): the poller fetches the running
+    jobs at the end of the interval. Otherwise running jobs take the calls round robin, with the
+    reserve for ended runs (:func:`status_fetch_order`), all in ``first``.
+    """
+    jobs = list(jobs)
+    active = [j for j in jobs if j.active]
+    if len(active) >= calls:
+        return status_fetch_order(jobs, calls), []
+    order = status_fetch_order(jobs, len(jobs))  # running, then ended runs, never fetched, the rest
+    return order[len(active) :], order[: len(active)]
 
 
 def missed_a_run(previous: Submission | None, run: Submission) -> bool:

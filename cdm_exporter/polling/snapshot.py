@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cdm_exporter.config import StatusSeries
 from cdm_exporter.polling.state import DiscoveryView, TargetView
 from cdm_exporter.polling.telemetry import TelemetrySnapshot
 
@@ -18,3 +19,4 @@ class Snapshot:
     discoveries: tuple[DiscoveryView, ...] = ()  # one per ``projects`` target
     storage_up: bool | None = None  # None: no state store configured
     leader: bool = True  # this process polls the API
+    status_series: StatusSeries = "all"  # collection.status_series

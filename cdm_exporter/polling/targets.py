@@ -6,7 +6,8 @@ share one collection, and a scrape waiting for a hanging target holds no thread 
 needs. At most :data:`MAX_WAITERS_PER_TARGET` scrapes wait for one target's collection; more
 concurrent ones are served what is known at once (they would get no fresher data by waiting).
 A ``projects`` target is a :class:`ProjectDiscovery` (one poller per discovered project) in
-place of a single poller.
+place of a single poller. Between scrapes a pacer thread goes on spending the budgets as they
+refill (``pace()``).
 
 A reload keeps the API budget's buckets (what was spent stays spent; discovered projects draw from
 the same ones) and, when only the collection settings changed, each target's known state: the
@@ -27,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from cdm_exporter.api.endpoints import Policy
 from cdm_exporter.config import CollectionConfig, Config, TargetConfig
@@ -58,6 +59,12 @@ TARGET_KINDS = POLLER_KINDS | {DISCOVERY_KIND}
 #: with a state store, a leader that no scrape reached for this long polls on its own (replicas
 #: behind a Service: the scrapes may all go to a follower)
 IDLE_POLL_SECONDS = 30.0
+
+#: the pacer looks again after at least this long, even when a call could be sent at once
+PACER_MIN_SLEEP_SECONDS = 0.01
+
+
+Pacing = Literal["thread", "caller", "off"]
 
 
 class UnknownTarget(KeyError):
@@ -107,11 +114,15 @@ class Exporter:
         store: StateStore | None = None,
         store_interval: float = 5.0,
         record_sources: Mapping[str, RecordSource] | None = None,
+        pacing: Pacing = "thread",
     ) -> None:
-        """``one_shot``: for ``check``, which collects once and reports what failed: it may spend a
-        whole minute's budget at once, reads no run history (its report does not show the last
-        success) and logs failed calls and runs at debug level. ``read_history`` overrides the
-        history part (``check --record`` reads it, so that a replay serves what ``serve`` needs)."""
+        """``one_shot``: for ``check``, which collects once and reports what failed: it reads no
+        run history (its report does not show the last success) and logs failed calls and runs at
+        debug level. ``read_history`` overrides the history part (``check --record`` reads it, so
+        that a replay serves what ``serve`` needs). ``pacing``: how calls go on between scrapes.
+        ``thread``: a pacer thread, which waits in real time; ``caller``: the caller calls
+        :meth:`pace` (with an injected clock); ``off``: only the scrapes call the API (a one-shot
+        ``check``, tests of the scrapes alone)."""
         self._client_factory = client_factory
         self._lister_factory = lister_factory
         self._store = store
@@ -119,6 +130,7 @@ class Exporter:
         self._mono = mono
         self._one_shot = one_shot
         self._read_history = not one_shot if read_history is None else read_history
+        self._pacing = pacing
         self._lock = threading.Lock()
         self._targets: dict[str, _Target] = {}
         self._collection: CollectionConfig | None = None
@@ -140,6 +152,11 @@ class Exporter:
             self._sync = StateSync(store, self, interval=store_interval, on_tick=self._poll_if_idle)
             self._sync.restore()
             self._sync.start()
+        self._wake = threading.Event()  # a scrape came, or close(): the pacer looks again
+        self._pacer: threading.Thread | None = None
+        if pacing == "thread":
+            self._pacer = threading.Thread(target=self._pace_loop, name="cdm-pacer", daemon=True)
+            self._pacer.start()
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -153,7 +170,6 @@ class Exporter:
                 self._budgets = Budgets(
                     per_minute,
                     clock=self._mono,
-                    full_minute=self._one_shot,
                     windows=self._store.windows if self._store is not None else None,
                 )
             elif not same_collection:
@@ -206,6 +222,7 @@ class Exporter:
                 mono=self._mono,
                 one_shot=self._one_shot,
                 read_history=self._read_history,
+                paced=self._pacing != "off",
             )
             return _Target(discovery, telemetry)
         client, identity = self._client_factory(target, collection, telemetry.observe)
@@ -220,6 +237,7 @@ class Exporter:
             mono=self._mono,
             one_shot=self._one_shot,
             read_history=self._read_history,
+            paced=self._pacing != "off",
         )
         return _Target(poller, telemetry)
 
@@ -261,6 +279,7 @@ class Exporter:
                 self._durations[None if targets is None else ",".join(targets)] = self._mono() - started
                 self.collections += 1
                 self._last_collection = started
+        self._wake.set()  # the pacer goes on from this scrape's plan
 
     @property
     def polls(self) -> bool:
@@ -336,6 +355,35 @@ class Exporter:
             return None
         return target.flight.start(lambda: self._refresh(target, deadline), name="cdm-refresh")
 
+    def pace(self) -> tuple[list[Future[None]], float | None]:
+        """Start the calls every target's budgets allow now between scrapes; returns them and
+        when to look again (None: not before the next scrape). The pacer thread calls it; a
+        test or benchmark with an injected clock calls it itself."""
+        if self._closed or not self.polls:  # a follower serves the leader's shared state
+            return [], None
+        started: list[Future[None]] = []
+        looks: list[float] = []
+        for target in self._select(None):
+            try:
+                futures, look = target.poller.pace()
+            except RuntimeError:  # the target was closed by a reload meanwhile
+                continue
+            started += futures
+            if look is not None:
+                looks.append(look)
+        return started, min(looks, default=None)
+
+    def _pace_loop(self) -> None:
+        while not self._closed:
+            self._wake.clear()  # before looking: a scrape that comes meanwhile is not missed
+            try:
+                _, look = self.pace()
+            except Exception:
+                log.exception("pacing failed")
+                look = self._mono() + 1.0
+            timeout = None if look is None else max(PACER_MIN_SLEEP_SECONDS, look - self._mono())
+            self._wake.wait(timeout)
+
     @staticmethod
     def _refresh(target: _Target, deadline: float) -> None:
         try:
@@ -356,6 +404,7 @@ class Exporter:
             ),
             storage_up=None if self._store is None else self._store.up(),
             leader=self.polls,
+            status_series=self.config.collection.status_series,
         )
 
     def ready(self) -> Readiness:
@@ -374,6 +423,7 @@ class Exporter:
     def close(self) -> None:
         """Stop polling; with a state store, write what is known one last time and close it."""
         self._closed = True
+        self._wake.set()
         if self._sync is not None:
             self._sync.stop()
         self._idle_poll.shutdown(wait=False, cancel_futures=True)

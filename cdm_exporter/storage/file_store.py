@@ -38,7 +38,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from cdm_exporter.polling.budget import WINDOW_SECONDS, BudgetKey, RollingWindow
+from cdm_exporter.polling.budget import COUNTED_WINDOW_SECONDS, BudgetKey, RollingWindow
 from cdm_exporter.polling.persistence import Changes, Role, StoreError
 from cdm_exporter.polling.records import Record
 from cdm_exporter.storage import window_name
@@ -266,7 +266,7 @@ class FileStore:
 
     def write_window(self, name: str, calls: Collection[float], *, replace: bool) -> None:
         """Add ``calls`` to window ``name`` (a reservation), or make them all it holds."""
-        horizon = self._wall() - WINDOW_SECONDS
+        horizon = self._wall() - COUNTED_WINDOW_SECONDS
         with self._transaction() as db:
             if replace:
                 db.execute("DELETE FROM budget_calls WHERE window = ?", (name,))
@@ -287,7 +287,7 @@ class FileWindow:
         self._lock = threading.Lock()
         now = wall()
         try:
-            loaded = sorted(store.window_calls(name, now - WINDOW_SECONDS))
+            loaded = sorted(store.window_calls(name, now - COUNTED_WINDOW_SECONDS))
         except StoreError:
             loaded = []
         self._sent: deque[float] = deque(loaded)  # calls of the last minute, this process's and before
@@ -295,7 +295,7 @@ class FileWindow:
         self._dirty = False  # reservations in the file that the calls really sent should replace
 
     def _prune(self, now: float) -> None:
-        while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
+        while self._sent and self._sent[0] <= now - COUNTED_WINDOW_SECONDS:
             self._sent.popleft()
         while self._spare and self._spare[0] <= now:
             self._spare.popleft()

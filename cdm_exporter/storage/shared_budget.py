@@ -35,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from cdm_exporter.polling.budget import WINDOW_SECONDS, BudgetKey, RollingWindow
+from cdm_exporter.polling.budget import COUNTED_WINDOW_SECONDS, BudgetKey, RollingWindow
 from cdm_exporter.polling.persistence import StoreError
 from cdm_exporter.storage import window_name
 from cdm_exporter.storage.redis_link import RedisLink
@@ -54,7 +54,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 6, #ARGV, 2 do
   redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - WINDOW_MS)
 local live = redis.call('ZCOUNT', KEYS[2], now, '+inf')
 local mine = redis.call('ZSCORE', KEYS[2], ARGV[4])
 if mine and tonumber(mine) >= now then
@@ -74,7 +74,7 @@ if ARGV[5] ~= '' and count + 1 <= limit then
 end
 redis.call('PEXPIRE', KEYS[1], 120000)
 return {admitted, count, limit}
-"""
+""".replace("WINDOW_MS", str(int(COUNTED_WINDOW_SECONDS * 1000)))
 
 
 class SharedWindow:
@@ -168,13 +168,13 @@ class SharedWindow:
     # --- without Redis -----------------------------------------------------------------------------
 
     def _prune(self, now: float) -> None:
-        while self._own and self._own[0][0] <= now - WINDOW_SECONDS:
+        while self._own and self._own[0][0] <= now - COUNTED_WINDOW_SECONDS:
             self._own.popleft()
 
     def _fallback_room(self, limit: float) -> float:
         link = self._w.link
         since = link.last_contact if link.last_contact is not None else link.started
-        if self._w.mono() < since + self._w.period + WINDOW_SECONDS:
+        if self._w.mono() < since + self._w.period + COUNTED_WINDOW_SECONDS:
             return 0.0  # calls this replica could not see may still be in the rolling minute
         return self._w.share(limit) - len(self._own)
 

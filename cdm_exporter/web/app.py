@@ -36,6 +36,8 @@ from prometheus_client.process_collector import ProcessCollector
 
 from cdm_exporter.config.webconfig import AuthVerdict
 from cdm_exporter.metrics.collector import CdmCollector
+from cdm_exporter.metrics.exposition import GZIP_LEVEL
+from cdm_exporter.metrics.exposition import render as render_exposition
 from cdm_exporter.polling.targets import Exporter, UnknownTarget
 from cdm_exporter.web.http_server import DELAY_ANSWER
 from cdm_exporter.web.rendering import SharedRenderer
@@ -104,9 +106,17 @@ def _load_assets() -> dict[str, Asset]:
 @dataclass
 class Response:
     status: str
-    body: bytes | None  # None: a HEAD of an answer that was not built (``ExporterApp._built``)
+    # None: a HEAD of an answer that was not built (``ExporterApp._built``); a list: the body in
+    # pieces, sent one after the other (a scrape's)
+    body: bytes | list[bytes] | None
     content_type: str = "text/plain; charset=utf-8"
     headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def chunks(self) -> list[bytes]:
+        if self.body is None:
+            return []
+        return [self.body] if isinstance(self.body, bytes) else self.body
 
 
 def text(status: str, message: str) -> Response:
@@ -130,7 +140,7 @@ class ExporterApp:
         self.web_config = web_config
         self.reload = reload
         self.assets = _load_assets()
-        self.renderer = SharedRenderer()
+        self.renderer: SharedRenderer[list[bytes]] = SharedRenderer()
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(CdmCollector(exporter.snapshot))
         if process_metrics:
@@ -147,13 +157,13 @@ class ExporterApp:
         head = environ.get("REQUEST_METHOD") == "HEAD"
         headers = [("Content-Type", response.content_type)]
         if response.body is not None:  # None: a HEAD of an answer that was not built
-            headers.append(("Content-Length", str(len(response.body))))
+            headers.append(("Content-Length", str(sum(len(chunk) for chunk in response.chunks))))
         headers += [*response.headers, *SECURITY_HEADERS]
         if self.web_config is not None:  # http_server_config.headers of the web config
             headers += list(self.web_config.headers.items())
         start_response(response.status, headers)
         # HEAD: the headers GET would have, no body
-        return [b""] if head or response.body is None else [response.body]
+        return [b""] if head or response.body is None else response.chunks
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -217,7 +227,8 @@ class ExporterApp:
         return min(MAX_SCRAPE_SECONDS, max(MIN_SCRAPE_SECONDS, timeout))
 
     def _metrics(self, environ: WSGIEnvironment, target: str | None) -> Response:
-        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        accept = environ.get("HTTP_ACCEPT", "")
+        _, content_type = choose_encoder(accept)
         if target is not None and target not in self.exporter.target_names:
             raise UnknownTarget(target)
         if target is None:
@@ -229,8 +240,8 @@ class ExporterApp:
         def collect() -> None:
             self.exporter.collect(self._scrape_timeout(environ), None if target is None else [target])
 
-        def render() -> bytes:
-            return encoder(registry)
+        def render(gzipped: bool) -> list[bytes]:
+            return render_exposition(registry, accept, gzip=gzipped).chunks
 
         return self._built(environ, ("metrics", target), content_type, render, collect)
 
@@ -292,7 +303,9 @@ class ExporterApp:
             return render_page(data, view, telemetry_path=self.telemetry_path, assets=assets).encode()
 
         collect = self._status_collect(environ, None)
-        return self._built(environ, ("page", view), "text/html; charset=utf-8", render, collect, NO_STORE)
+        return self._built(
+            environ, ("page", view), "text/html; charset=utf-8", whole(render), collect, NO_STORE
+        )
 
     def _status_json(self, environ: WSGIEnvironment) -> Response:
         names = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).get("target")
@@ -308,7 +321,7 @@ class ExporterApp:
 
             key = ("json", None if names is None else tuple(names))
             return self._built(
-                environ, key, JSON_TYPE, render, self._status_collect(environ, names), NO_STORE
+                environ, key, JSON_TYPE, whole(render), self._status_collect(environ, names), NO_STORE
             )
         except UnknownTarget as error:
             known = ", ".join(sorted(self.exporter.target_names)) or "none"
@@ -320,12 +333,13 @@ class ExporterApp:
         environ: WSGIEnvironment,
         key: tuple[Hashable, ...],
         content_type: str,
-        render: Callable[[], bytes],
+        render: Callable[[bool], list[bytes]],
         collect: Callable[[], None] | None = None,
         headers: tuple[tuple[str, str], ...] = (),
     ) -> Response:
         """An answer built from the known state: ``collect()`` (the refresh it needs), then
-        ``render()``, shared with concurrent callers of the same ``key`` (and encoding).
+        ``render(gzipped)`` (the body's pieces, gzip-compressed or not; :func:`whole` for a body
+        made at once), shared with concurrent callers of the same ``key`` (and encoding).
 
         The one rule for such answers: gzip when ``Accept-Encoding`` accepts it (``accepts_gzip``;
         ``Vary`` either way), and a ``HEAD`` collects and renders nothing: it gets the headers,
@@ -340,12 +354,20 @@ class ExporterApp:
         if collect is not None:
             collect()
 
-        def produce() -> bytes:
-            body = render()
-            return gzip.compress(body, compresslevel=6) if gzipped else body
-
-        body = self.renderer.render((*key, content_type, gzipped), produce, ready_at=time.monotonic())
+        body = self.renderer.render(
+            (*key, content_type, gzipped), lambda: render(gzipped), ready_at=time.monotonic()
+        )
         return Response("200 OK", body, content_type, headers)
+
+
+def whole(render: Callable[[], bytes]) -> Callable[[bool], list[bytes]]:
+    """A renderer of pieces (for :meth:`ExporterApp._built`) from one that makes the body at once."""
+
+    def pieces(gzipped: bool) -> list[bytes]:
+        body = render()
+        return [gzip.compress(body, compresslevel=GZIP_LEVEL) if gzipped else body]
+
+    return pieces
 
 
 def _json(value: object) -> bytes:

@@ -17,6 +17,9 @@ import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 #: seconds a caller's data may be newer than a running rendering it shares: scrapes that arrive
 #: together reach the renderer milliseconds apart, each after its own (usually empty) collection,
@@ -25,26 +28,27 @@ SHARE_WINDOW = 1.0
 
 
 @dataclass
-class _Slot:
-    running: Future[bytes] | None = None
+class _Slot(Generic[T]):
+    running: Future[T] | None = None
     started: float = 0.0  # when the running rendering started (monotonic)
-    pending: Future[bytes] | None = None
+    pending: Future[T] | None = None
 
 
-class SharedRenderer:
-    """``render(key, produce)``: ``produce()``'s bytes, shared with concurrent callers of ``key``."""
+class SharedRenderer(Generic[T]):
+    """``render(key, produce)``: ``produce()``'s result (a body), shared with concurrent callers
+    of ``key``."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._slots: dict[Hashable, _Slot] = {}
+        self._slots: dict[Hashable, _Slot[T]] = {}
         self.renderings = 0  # how many times produce() actually ran; for tests and benchmarks
 
-    def render(self, key: Hashable, produce: Callable[[], bytes], ready_at: float | None = None) -> bytes:
+    def render(self, key: Hashable, produce: Callable[[], T], ready_at: float | None = None) -> T:
         """``ready_at``: when the caller's data was complete (default: now)."""
         ready_at = self._clock() if ready_at is None else ready_at
         with self._lock:
-            slot = self._slots.setdefault(key, _Slot())
+            slot = self._slots.setdefault(key, _Slot[T]())
             if slot.running is None:
                 mine = slot.running = Future()
                 slot.started = self._clock()
@@ -76,7 +80,7 @@ class SharedRenderer:
         mine.set_result(body)
         return body
 
-    def _hand_over(self, key: Hashable, slot: _Slot) -> None:
+    def _hand_over(self, key: Hashable, slot: _Slot[T]) -> None:
         """The running rendering ends: the pending one (if any) becomes the running one."""
         with self._lock:
             slot.running, slot.pending = slot.pending, None
