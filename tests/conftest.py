@@ -10,13 +10,18 @@
   a test mounts;
 * ``restore_logging`` (autouse): the root logger as pytest left it after every test, so that a
   command run in-process (``check --log.level debug``) does not change what later tests log.
+
+Under pytest-xdist (``scripts/test`` runs ``-n 2 --dist loadfile --no-loadscope-reorder``: each
+worker takes one whole module at a time, the next when it is done) the modules that wait through
+minutes of real time are handed out first (:data:`SLOWEST_MODULES`), so that none of them starts
+last and keeps one worker busy alone while the other has nothing left.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +30,31 @@ from exporter_stack import ExporterServer
 from cdm_exporter.simulator import ManualClock, Simulator, SimulatorSettings
 
 FAST_TIME_SCALE = 60.0
+#: the modules that take longest (minutes of real time each), slowest first
+SLOWEST_MODULES = ("test_replicas.py", "test_faults.py", "test_live_prometheus.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker, the slowest modules first; the order within a module is kept."""
+    if not hasattr(config, "workerinput"):  # in one process the order does not matter
+        return
+    rank = {name: position for position, name in enumerate(SLOWEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """In an xdist worker, captured output with lone surrogates escaped: a worker sends its reports
+    as UTF-8 and dies on one (pytest-xdist issue 843), and ``test_logs`` logs one on purpose."""
+    report = yield
+    if hasattr(item.config, "workerinput"):
+        report.sections = [
+            (title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+            for title, text in report.sections
+        ]
+    return report
 
 
 @pytest.fixture

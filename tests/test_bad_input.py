@@ -209,8 +209,9 @@ def registry_for(views: tuple[TargetView, ...]) -> CollectorRegistry:
 
 
 def label_form(name: str) -> str:
-    """A name as its label value: itself, lone surrogates (no UTF-8 for them) as U+FFFD."""
-    return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in name)
+    """A name as its label value: itself (cut with a hash beyond MAX_LABEL_VALUE characters), lone
+    surrogates (no UTF-8 for them) as U+FFFD."""
+    return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in label_value(name))
 
 
 def exposed_job_names(text: str) -> set[str]:

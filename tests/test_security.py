@@ -25,6 +25,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -621,12 +622,19 @@ def test_basic_auth_guards_every_path_but_the_health_probes(
 ) -> None:
     _, base = web_service(users_yaml())
     good = (WEB_USER, WEB_PASSWORD)
-    for path in ("/metrics", "/probe?target=sim-target", "/", "/nope"):
-        for auth in (None, (WEB_USER, "wrong"), ("someone", WEB_PASSWORD), (WEB_USER, WEB_PASSWORD + "x")):
-            refused = requests.get(base + path, auth=auth, timeout=10)
-            assert refused.status_code == 401, (path, auth)
-            assert refused.headers["WWW-Authenticate"].startswith("Basic")
-            assert "cdm_" not in refused.text and "sim-target" not in refused.text
+    wrong = (None, (WEB_USER, "wrong"), ("someone", WEB_PASSWORD), (WEB_USER, WEB_PASSWORD + "x"))
+    # a refused password is answered a second late: the four of a path are sent at once (three
+    # password checks, fewer than may queue), so the refusals take a second per path, not four
+    with ThreadPoolExecutor(max_workers=len(wrong)) as pool:
+        for path in ("/metrics", "/probe?target=sim-target", "/", "/nope"):
+
+            def get(auth: tuple[str, str] | None, path: str = path) -> requests.Response:
+                return requests.get(base + path, auth=auth, timeout=10)
+
+            for auth, refused in zip(wrong, pool.map(get, wrong), strict=True):
+                assert refused.status_code == 401, (path, auth)
+                assert refused.headers["WWW-Authenticate"].startswith("Basic")
+                assert "cdm_" not in refused.text and "sim-target" not in refused.text
     assert requests.post(f"{base}/-/reload", timeout=10).status_code == 401
     wait_until(lambda: requests.get(f"{base}/-/ready", timeout=5).status_code == 200, 20, "never ready")
     assert requests.get(f"{base}/-/healthy", timeout=5).status_code == 200
