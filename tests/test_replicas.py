@@ -102,9 +102,9 @@ def test_two_replicas_share_one_budget_and_one_state_and_one_takes_over(
     replicas = start_replicas(tmp_path, sim, redis_server)
     try:
         eventually(lambda: sorted(leader_of(scrape_all(replicas))) == [0.0, 1.0], 30, "one leader")
-        # The leader spends its bucket (half the budget) at once, then the rest at the budget's
-        # pace: after half a minute the shared window is full (what "the budget was the limit"
-        # asserts), and stays so until the first calls leave it, a minute after they were sent.
+        # The leader's new bucket holds a whole minute: it spends what the shared window admits at
+        # once, then paces the rest, so the window is soon full (what "the budget was the limit"
+        # asserts), and stays so until the first calls leave it, 61 s after they were sent.
         # Ten lease periods of exactly one leader; the rolling minute is crossed below.
         rounds = scrape_for(replicas, 35)
         for expositions in rounds:
@@ -159,7 +159,7 @@ def test_redis_stopped_and_started_no_failed_scrape_no_budget_breach(
     replicas = start_replicas(tmp_path, sim, redis_server)
     try:
         eventually(lambda: sorted(leader_of(scrape_all(replicas))) == [0.0, 1.0], 30, "one leader")
-        # the leader spends half the budget at once: a replica polling on its share before the
+        # the leader spends much of the budget at once: a replica polling on its share before the
         # leader's calls left the rolling minute would take the pair over it
         scrape_for(replicas, 5)
 
@@ -171,7 +171,7 @@ def test_redis_stopped_and_started_no_failed_scrape_no_budget_breach(
             "both replicas to report the store down",
         )
         calls_at_outage = sim.stats.count("job_status")
-        # each replica sends nothing for a minute and a lease period (63 s), then polls on its share
+        # each replica sends nothing for a counted minute and a lease period (64 s), then polls on its share
         rounds = scrape_for(replicas, 75 - (time.monotonic() - stopped))
         assert all(leader_of(expositions) == [1.0, 1.0] for expositions in rounds[-10:]), "both poll"
         polled_alone = sim.stats.count("job_status") - calls_at_outage
