@@ -268,7 +268,12 @@ def test_submissions_in_another_order(make_simulator: Callable[..., Simulator], 
     else:
         assert ids not in (sorted(ids), sorted(ids, reverse=True))
         again = get(sim, base(sim) + f"/{cid}/cdm/submissions", jname=job.name, page_size=100).json()
-        assert again["submissions"] == everything["submissions"]  # a fixed order, not a new one each time
+        again_ids = [s["submission-id"] for s in again["submissions"] if "submission-id" in s]
+        # a fixed order, not a new one each time: the runs in both answers come in the same order
+        # (time runs 60 times faster: a run may start meanwhile, and a running one's progress moves)
+        both = set(ids) & set(again_ids)
+        assert len(both) >= len(ids) - 1
+        assert [i for i in again_ids if i in both] == [i for i in ids if i in both]
 
 
 def test_a_refused_job_type(make_simulator: Callable[..., Simulator]) -> None:
