@@ -20,10 +20,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cdm_exporter
 from cdm_exporter.config import CollectionConfig, Config, Secret, TargetConfig, TokenAuthConfig
 from cdm_exporter.simulator import ManualClock, Simulator, SimulatorSettings
 
 REPO = Path(__file__).resolve().parent.parent
+# The checkout whose code is measured: PYTHONPATH may point at another one (an older commit, for a
+# "before" figure); its commit is the one reported and child processes import from it.
+CODE = Path(cdm_exporter.__file__).resolve().parent.parent
 
 
 class FlowingClock(ManualClock):
@@ -84,7 +88,7 @@ def git_commit() -> str:
 
     def git(*args: str) -> str:
         done = subprocess.run(
-            ["git", *args], cwd=str(REPO), capture_output=True, text=True, timeout=10, check=False
+            ["git", *args], cwd=str(CODE), capture_output=True, text=True, timeout=10, check=False
         )
         return done.stdout.strip()
 
@@ -244,7 +248,7 @@ def _spawn(
     extra_env: dict[str, str] | None = None,
 ) -> Child:
     env = dict(os.environ) | (extra_env or {})
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(CODE) + os.pathsep + env.get("PYTHONPATH", "")
     if backlog is not None and trace is not None:
         raise ValueError("backlog and tracemalloc wrappers do not combine")
     command = ["-m", "cdm_exporter"]

@@ -84,7 +84,7 @@ def make_snapshot(jobs: int, status_series: str = "all") -> Snapshot:
     )
     snapshot = Snapshot((target,), telemetry.snapshot(), 0.5)
     if status_series != "all":  # a commit from before the option has only "all"
-        snapshot = Snapshot((target,), telemetry.snapshot(), 0.5, status_series)  # type: ignore[arg-type]
+        snapshot = Snapshot((target,), telemetry.snapshot(), 0.5, status_series=status_series)  # type: ignore[arg-type]
     return snapshot
 
 
