@@ -75,29 +75,27 @@ def connect(server: HTTPServer) -> socket.socket:
 
 
 def read_answer(sock: socket.socket) -> tuple[bytes, bytes]:
-    """(head, body) of one answer with a Content-Length, read exactly."""
+    """(head, body) of one answer with a Content-Length, read exactly: nothing of the answer after
+    it (pipelined answers may arrive in one segment) is consumed."""
     data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
+    while not data.endswith(b"\r\n\r\n"):
+        chunk = sock.recv(1)  # a byte at a time: the head's end is not known in advance
         if not chunk:
             raise ConnectionError("closed")
         data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
+    head = data[:-4]
     length = next(
         int(line.split(b":", 1)[1])
         for line in head.split(b"\r\n")
         if line.lower().startswith(b"content-length:")
     )
-    return head, _read_exactly(sock, rest, length)
-
-
-def _read_exactly(sock: socket.socket, have: bytes, length: int) -> bytes:
-    while len(have) < length:
-        chunk = sock.recv(65536)
+    body = b""
+    while len(body) < length:
+        chunk = sock.recv(min(65536, length - len(body)))
         if not chunk:
             raise ConnectionError("closed")
-        have += chunk
-    return have
+        body += chunk
+    return head, body
 
 
 def closed_by_server(sock: socket.socket, within: float) -> bool:
