@@ -57,10 +57,15 @@ COUNTED_WINDOW_SECONDS = WINDOW_SECONDS + WINDOW_MARGIN_SECONDS
 _ROUNDING = 1e-9
 
 
+def leaves_at(sent: float) -> float:
+    """When a request sent at ``sent`` leaves the window."""
+    return sent + COUNTED_WINDOW_SECONDS
+
+
 def has_left(sent: float, now: float) -> bool:
     """Whether a request sent at ``sent`` no longer counts at ``now``. The one expression for it,
     so that a bucket and its window never disagree by a rounding error."""
-    return sent + COUNTED_WINDOW_SECONDS <= now
+    return leaves_at(sent) <= now
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +176,6 @@ class TokenBucket:
 
     # --- the pacing math (callers hold the lock) ---------------------------------------------
 
-    def _leaves(self, sent: float) -> float:
-        """When a request sent at ``sent`` leaves the window."""
-        return sent + COUNTED_WINDOW_SECONDS
-
     def _forget_left(self, now: float) -> None:
         for sent in (self._sent, self._carried):
             while sent and has_left(sent[0], now):
@@ -201,7 +202,7 @@ class TokenBucket:
         self._forget_left(start)
         tokens, t, room = self._tokens, start, self._room()
         for sent in self._sent:
-            leaves = self._leaves(sent)
+            leaves = leaves_at(sent)
             if leaves > now:
                 break
             tokens = self._accrue(tokens, leaves - t, room)
@@ -215,7 +216,7 @@ class TokenBucket:
     def _window_opens(self, now: float) -> float:
         """When the window admits one more request (after :meth:`_forget_left`)."""
         excess = len(self._sent) - self.limit
-        return now if excess < 0 else self._leaves(self._sent[excess])
+        return now if excess < 0 else leaves_at(self._sent[excess])
 
     # --- public ------------------------------------------------------------------------------
 
@@ -271,7 +272,7 @@ class TokenBucket:
             base = 1.0 / self.rate_per_second
             if not self._sent or room <= 0:
                 return base
-            return max(base, (self._leaves(self._sent[0]) - now) / room)
+            return max(base, (leaves_at(self._sent[0]) - now) / room)
 
     def sent_in_window(self) -> list[float]:
         """When the requests this bucket counts were sent, in the last minute (monotonic)."""

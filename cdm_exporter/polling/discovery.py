@@ -47,7 +47,7 @@ from cdm_exporter.polling.budget import Budgets, budget_identity
 from cdm_exporter.polling.client_factory import ClientFactory, ListerFactory
 from cdm_exporter.polling.failure_log import FailureLog
 from cdm_exporter.polling.persistence import RecordItem, RecordKey
-from cdm_exporter.polling.poller import MIN_REQUEST_SECONDS, ApiClient, TargetPoller
+from cdm_exporter.polling.poller import MIN_REQUEST_SECONDS, ApiClient, Paced, TargetPoller, pace_each
 from cdm_exporter.polling.records import MONOTONIC, Clocks, Record, RecordError, from_record, to_record
 from cdm_exporter.polling.state import DiscoveryView, TargetView
 from cdm_exporter.singleflight import FlightTimeout, SingleFlight
@@ -230,19 +230,11 @@ class ProjectDiscovery:
         if futures:
             wait(futures, timeout=max(0.0, deadline - self._mono()))
 
-    def pace(self) -> tuple[list[Future[None]], float | None]:
-        """Between scrapes: each polled project's :meth:`TargetPoller.pace`; the calls started,
-        and when to look again (None: not before the next scrape)."""
+    def pace(self) -> Paced:
+        """Between scrapes: each polled project's :meth:`TargetPoller.pace`."""
         with self._lock:
             pollers = [p.poller for p in self._projects.values() if p.unavailable is None and not p.dropped]
-        started: list[Future[None]] = []
-        looks: list[float] = []
-        for poller in pollers:
-            futures, look = poller.pace()
-            started += futures
-            if look is not None:
-                looks.append(look)
-        return started, min(looks, default=None)
+        return pace_each(poller.pace for poller in pollers)
 
     def views(self) -> tuple[TargetView, ...]:
         """One view per project, by project name."""

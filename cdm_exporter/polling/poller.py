@@ -34,7 +34,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from functools import partial
@@ -92,6 +92,8 @@ PACE_AT_LEAST_SECONDS = 60.0
 LAST_CALLS_SECONDS = 0.3
 
 WorkKey = tuple[str, str, str]  # (what, cluster_id, job_name)
+#: what a pacer returns: the calls it started, and when to look again (None: at the next scrape)
+Paced = tuple[list[Future[None]], float | None]
 Work = tuple[WorkKey, Callable[..., None], tuple[object, ...]]
 
 
@@ -214,7 +216,7 @@ class TargetPoller:
         if self._reads_history:
             self._want_histories_of_unread_ends()
 
-    def pace(self) -> tuple[list[Future[None]], float | None]:
+    def pace(self) -> Paced:
         """Between scrapes: start the next call of each budget when its pace (the budget's rate)
         and its tokens allow, in priority order. Returns the calls started and when to look again
         (monotonic time), or None when there is nothing left to do until the next scrape, or no
@@ -1050,6 +1052,22 @@ class TargetPoller:
         finally:
             with self._lock:
                 self._inflight.discard(key)
+
+
+def pace_each(pacers: Iterable[Callable[[], Paced]]) -> Paced:
+    """Call each pacer; every call started, and the earliest time one of them looks again. A
+    pacer closed meanwhile (a reload replaced its poller) is skipped."""
+    started: list[Future[None]] = []
+    looks: list[float] = []
+    for pace in pacers:
+        try:
+            futures, look = pace()
+        except RuntimeError:  # its executor was shut down
+            continue
+        started += futures
+        if look is not None:
+            looks.append(look)
+    return started, min(looks, default=None)
 
 
 def _list_scope(cluster_id: str) -> str:

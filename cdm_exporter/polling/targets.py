@@ -41,7 +41,7 @@ from cdm_exporter.polling.client_factory import (
 )
 from cdm_exporter.polling.discovery import DISCOVERY_KIND, ProjectDiscovery
 from cdm_exporter.polling.persistence import RecordItem, RecordKey, RecordSource, StateStore, StateSync
-from cdm_exporter.polling.poller import TargetPoller
+from cdm_exporter.polling.poller import Paced, TargetPoller, pace_each
 from cdm_exporter.polling.records import Record
 from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.state import TargetView
@@ -355,23 +355,13 @@ class Exporter:
             return None
         return target.flight.start(lambda: self._refresh(target, deadline), name="cdm-refresh")
 
-    def pace(self) -> tuple[list[Future[None]], float | None]:
+    def pace(self) -> Paced:
         """Start the calls every target's budgets allow now between scrapes; returns them and
         when to look again (None: not before the next scrape). The pacer thread calls it; a
         test or benchmark with an injected clock calls it itself."""
         if self._closed or not self.polls:  # a follower serves the leader's shared state
             return [], None
-        started: list[Future[None]] = []
-        looks: list[float] = []
-        for target in self._select(None):
-            try:
-                futures, look = target.poller.pace()
-            except RuntimeError:  # the target was closed by a reload meanwhile
-                continue
-            started += futures
-            if look is not None:
-                looks.append(look)
-        return started, min(looks, default=None)
+        return pace_each(target.poller.pace for target in self._select(None))
 
     def _pace_loop(self) -> None:
         while not self._closed:
