@@ -166,6 +166,74 @@ def test_running_jobs_are_as_fresh_as_a_round_robin_over_the_budget(
     assert ages[int(0.50 * len(ages))] <= 0.6 * ideal
 
 
+def running_ages(harness: PollerHarness) -> dict[str, float]:
+    """Seconds since each RUNNING job's status was fetched (never fetched: infinity)."""
+    now = harness.clock()
+    return {
+        name: now - job.refreshed_at if job.refreshed_at is not None else float("inf")
+        for name, job in harness.jobs().items()
+        if job.status == "RUNNING"
+    }
+
+
+def fit_in_an_interval(make_harness: Callable[..., PollerHarness]) -> tuple[FakeApi, PollerHarness]:
+    """Six running jobs and 94 ended ones, 30 status calls a 30 s scrape interval: room for every
+    running job, and more work than budget."""
+    api = FakeApi()
+    for i in range(6):
+        api.put(summary(f"running-{i}", "RUNNING"), run(f"running-{i}", 1, "RUNNING"))
+    for i in range(94):
+        api.put(summary(f"ended-{i:02d}"), run(f"ended-{i:02d}", 1, "SUCCEEDED"))
+    return api, make_harness(api, job_status=60, job_list_interval=30.0, paced=True)
+
+
+def test_running_jobs_that_fit_in_an_interval_are_read_just_before_each_scrape(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    _, harness = fit_in_an_interval(make_harness)
+    for k in range(14):
+        harness.collect()
+        if k >= 4:  # the first minute's burst is over
+            ages = running_ages(harness)
+            spacing = harness.bucket("job_status").spacing()
+            assert len(ages) == 6
+            # one a spacing, begun within a spacing of its time, the last just before the scrape
+            assert min(ages.values()) <= spacing
+            assert max(ages.values()) <= 8 * spacing, ages
+        harness.pace(30.0)
+
+
+def test_a_new_run_is_read_at_the_scrape_that_sees_it_and_again_before_the_next(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    api, harness = fit_in_an_interval(make_harness)
+    harness.collect()
+    harness.pace(30.0)  # the first minute's budget leaves tokens for the next scrape
+    api.put(summary("ended-00", "RUNNING", 2000.0), run("ended-00", 2, "RUNNING", 2000.0))
+    harness.collect()  # its list is due: the new run shows
+    assert running_ages(harness)["ended-00"] == 0.0
+    harness.pace(30.0)
+    harness.collect()
+    ages = running_ages(harness)
+    assert max(ages.values()) <= 8 * harness.bucket("job_status").spacing(), ages
+
+
+def test_a_list_due_just_after_a_scrape_is_read_at_the_scrape(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    """Prometheus scrapes a little early or late: a list due 0.3 s after a scrape is read at it,
+    not just after it (which would show what it finds a whole interval later)."""
+    api = FakeApi()
+    api.put(summary("job"), run("job", 1, "SUCCEEDED"))
+    harness = make_harness(api, job_list_interval=60.0, paced=True)
+    lists: list[tuple[float, bool]] = []  # (when, at a scrape)
+    for interval in [60.3, 59.7] * 4:
+        lists += [(harness.clock(), True) for call in harness.collect() if call.endpoint == "list_jobs"]
+        lists += [(at, False) for at, call in harness.pace(interval) if call.endpoint == "list_jobs"]
+    assert len({at for at, _ in lists}) == 8  # a list (of each job type) every scrape
+    assert all(at_scrape for _, at_scrape in lists), lists
+
+
 def test_each_job_is_fetched_at_most_once_per_scrape_interval(
     make_harness: Callable[..., PollerHarness],
 ) -> None:

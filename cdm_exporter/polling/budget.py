@@ -261,15 +261,16 @@ class TokenBucket:
             return max(token, self._window_opens(now))
 
     def spacing(self) -> float:
-        """Seconds to the next call that spend the budget evenly: one per ``60 / rate`` s, and
-        slower while a burst (a start, a scrape) has filled much of the window: then the room left
-        is spread until the window's oldest call leaves it, instead of spent at once and followed
-        by a stall until the burst leaves the window."""
+        """Seconds to the next call that spend the budget evenly: one per ``61 / rate`` s (the
+        pace the window sustains: at ``60 / rate`` s, every minute's last call would wait a
+        second for the window), and slower while a burst (a start, a scrape) has filled much of
+        the window: then the room left is spread until the window's oldest call leaves it,
+        instead of spent at once and followed by a stall until the burst leaves the window."""
         with self._lock:
             now = self._clock()
             self._refill(now)
             room = self._room()
-            base = 1.0 / self.rate_per_second
+            base = COUNTED_WINDOW_SECONDS / self.limit
             if not self._sent or room <= 0:
                 return base
             return max(base, (leaves_at(self._sent[0]) - now) / room)

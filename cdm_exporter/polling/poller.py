@@ -60,7 +60,7 @@ from cdm_exporter.polling.job_types import refuses_type, skipped
 from cdm_exporter.polling.persistence import RecordItem, RecordKey
 from cdm_exporter.polling.records import Clocks, Record, RecordError
 from cdm_exporter.polling.run_counts import tally_after_status
-from cdm_exporter.polling.schedule import interval_plan, missed_a_run, status_fetch_order
+from cdm_exporter.polling.schedule import interval_plan, missed_a_run, status_fetch_order, unread_run
 from cdm_exporter.polling.state import (
     AuthFailure,
     ClusterState,
@@ -87,14 +87,28 @@ CREDENTIAL_ENDPOINTS: frozenset[Endpoint] = frozenset({"iam_token", "list_cluste
 PACE_SAMPLES = 4
 #: calls go on between scrapes for two scrape intervals after the last scrape, at least this long
 PACE_AT_LEAST_SECONDS = 60.0
-#: the running jobs, fetched last in a scrape interval, are to be done this long before the next
-#: scrape (their calls come at the budget's pace, :meth:`TokenBucket.spacing`)
-LAST_CALLS_SECONDS = 0.3
+#: the running jobs, fetched last in a scrape interval at the budget's pace
+#: (:meth:`TokenBucket.spacing`), are to be done this long before the next scrape, beyond the
+#: time a status call takes (:data:`STATUS_SECONDS_GUESS` until one was timed)
+LAST_CALL_MARGIN_SECONDS = 0.1
+STATUS_SECONDS_GUESS = 0.3
+#: how much each timed status call moves the running mean of their durations
+STATUS_SECONDS_WEIGHT = 0.2
+#: a job list due this soon after a scrape (at most half a scrape interval) is read at the
+#: scrape: Prometheus' scrapes, and the lists they start, come a little early or late, and a
+#: list read just after a scrape waits a whole interval to be shown
+LIST_DUE_SLACK_SECONDS = 1.0
 
 WorkKey = tuple[str, str, str]  # (what, cluster_id, job_name)
 #: what a pacer returns: the calls it started, and when to look again (None: at the next scrape)
 Paced = tuple[list[Future[None]], float | None]
 Work = tuple[WorkKey, Callable[..., None], tuple[object, ...]]
+#: work, and between which times (monotonic) the pacer is to start it: not before the first, and
+#: by the second even if that is sooner than the budget's pace (as far as its tokens allow)
+Timed = tuple[Work, float, float]
+#: the times of work the pacer starts when its budget's pace allows
+ANY_TIME = float("-inf")
+AT_ITS_PACE = float("inf")
 
 
 class ApiClient(Protocol):
@@ -182,6 +196,8 @@ class TargetPoller:
         self._status_tried: set[tuple[str, str]] = set()  # fetched (or tried) since the scrape
         self._paced = paced  # pace() runs between scrapes: the budget is spent over the interval
         self._paced_at: dict[Policy, float] = {}  # when pace() may start the next call, per budget
+        self._status_seconds = STATUS_SECONDS_GUESS  # running mean of a status call's duration
+        self._last_begun = False  # the last part of the plan is under way in this scrape interval
         self.failures = FailureLog(log, target.name)
         self.authenticated: bool | None = None  # did the last authenticated call work
 
@@ -229,14 +245,15 @@ class TargetPoller:
                 return [], None
         futures: list[Future[None]] = []
         looks: list[float] = []
-        budgets: tuple[tuple[Policy, Callable[[], Work | None]], ...] = (
+        budgets: tuple[tuple[Policy, Callable[[], Timed | None]], ...] = (
             ("job_status", self._next_status_work),
             ("common", self._next_common_work),
         )
         for policy, next_work in budgets:
             bucket = self._budgets.bucket(self._identity, policy)
-            while (work := next_work()) is not None:
-                due = self._paced_at.get(policy, now)
+            while (timed := next_work()) is not None:
+                work, not_before, by = timed
+                due = min(max(self._paced_at.get(policy, now), not_before), by)
                 if now < due:
                     looks.append(due)
                     break
@@ -269,6 +286,7 @@ class TargetPoller:
         self._scraped_at = now
         with self._lock:
             self._status_tried = set()
+            self._last_begun = False
 
     def _pace_for(self) -> float:
         """How long after a scrape calls go on: until two scrapes were missed."""
@@ -578,11 +596,12 @@ class TargetPoller:
 
     # --- 2. job lists ------------------------------------------------------------------------
 
-    def _lists_due(self, since: float = float("inf")) -> list[str]:
-        """Clusters whose job list is under way, or due and not read since ``since`` (a list at
-        most once per scrape interval), and not being read right now: lists under way first,
-        then the one read longest ago, so that no cluster waits behind the others for good."""
-        now = self._mono()
+    def _lists_due(self, since: float = float("inf"), slack: float = 0.0) -> list[str]:
+        """Clusters whose job list is under way, or due (``slack`` seconds early) and not read
+        since ``since`` (a list at most once per scrape interval), and not being read right now:
+        lists under way first, then the one read longest ago, so that no cluster waits behind the
+        others for good."""
+        now = self._mono() + slack
         with self._lock:
             due = [
                 (c.listing is None, c.listed_at if c.listed_at is not None else float("-inf"), cid)
@@ -598,7 +617,7 @@ class TargetPoller:
 
     def _start_job_lists(self, deadline: float) -> list[Future[None]]:
         futures = []
-        for cluster_id in self._lists_due():
+        for cluster_id in self._lists_due(slack=min(LIST_DUE_SLACK_SECONDS, self._interval / 2)):
             key = ("list", cluster_id, "")
             if self._claim(key) and (future := self._submit(key, self._list_jobs, cluster_id, deadline)):
                 futures.append(future)
@@ -611,7 +630,7 @@ class TargetPoller:
             if state is None:
                 self._unspent(bucket, paid)
                 return
-            cursor = state.listing or ListingCursor()
+            cursor = state.listing or ListingCursor(started_at=self._mono())
             state.listing = cursor
         types = self.target.jobs.types
         while cursor.type_index < len(types):
@@ -731,7 +750,7 @@ class TargetPoller:
                 else:
                     state.jobs[name] = JobState(cluster_id=cluster_id, summary=summary)
             state.listing = None
-            state.listed_at = self._mono()
+            state.listed_at = cursor.started_at if cursor.started_at is not None else self._mono()
             state.up = True
             state.list_error = None
             state.list_error_kind = None
@@ -742,7 +761,7 @@ class TargetPoller:
     def _start_status_fetches(self, deadline: float) -> list[Future[None]]:
         """Plan the scrape interval's status fetches and make those the scrape should: all of
         them when the budget has them now; else, when the pacer spreads them over the interval,
-        only the urgent ones (running jobs never fetched: a new run, or the start)."""
+        only the urgent ones (runs not read yet: new runs, or every run at the start)."""
         slots = int(self._bucket("job_status").available())
         planned = self._plan_statuses(slots)
         futures = []
@@ -752,14 +771,16 @@ class TargetPoller:
                     ("status", j.cluster_id, j.name)
                     for c in self._clusters.values()
                     for j in c.jobs.values()
-                    if j.active and j.refreshed_at is None
+                    if unread_run(j)
                 ]
             for key in urgent[:slots]:
-                if self._claim(key) and (future := self._submit(key, self._fetch_status, *key[1:], deadline)):
+                if self._claim(key) and (
+                    future := self._submit(key, self._fetch_new_run, *key[1:], deadline)
+                ):
                     futures.append(future)
             return futures
-        while slots > 0 and (work := self._next_status_work()) is not None:
-            key, call, args = work
+        while slots > 0 and (timed := self._next_status_work()) is not None:
+            (key, call, args), _, _ = timed  # at the scrape: now, whatever the pace would say
             if self._claim(key):
                 slots -= 1
                 future = self._submit(key, call, *args, deadline)
@@ -789,23 +810,37 @@ class TargetPoller:
             self._status_plan_stale = False
         return len(first) + len(last)
 
-    def _next_status_work(self) -> Work | None:
-        """The next job of the plan not yet tried in this scrape interval: from the first part,
-        until only the time for the last part (the running jobs) is left before the next scrape."""
+    def _next_status_work(self) -> Timed | None:
+        """The next job of the plan not yet tried in this scrape interval, and when to fetch it:
+        from the first part as the pace allows, while that leaves the last part (the running jobs)
+        its time and its tokens; the last part from when it is to start (:meth:`_last_part_at`)."""
         if self._status_plan_stale:
             self._plan_statuses(0)
+        now = self._mono()
+        spacing = self._budgets.bucket(self._identity, "job_status").spacing()
         with self._lock:
             for plan in (self._status_first, self._status_last):
                 while plan and not self._worth_fetching(*plan[0]):
                     plan.popleft()
-            if self._status_last and (not self._status_first or self._time_for_the_last()):
-                plan = self._status_last
-            elif self._status_first:
-                plan = self._status_first
+            last_at = self._last_part_at(spacing) if self._status_last else float("inf")
+            # The last part begins at the first call of the even pace within a spacing of its
+            # time (a pause to wait for it would leave the rolling minute a call short), and once
+            # begun goes on alone: a first-part call in between would put its end past the scrape.
+            # Its calls are due by their own time, sooner than the pace if a call came late.
+            if self._status_first and (
+                not self._status_last or (not self._last_begun and now + spacing <= last_at)
+            ):
+                plan, not_before, by = self._status_first, ANY_TIME, AT_ITS_PACE
+            elif self._status_last:
+                waits = not (self._status_first or self._last_begun)  # nothing else to do until then
+                by = last_at if last_at != ANY_TIME else AT_ITS_PACE  # (the interval is not known yet)
+                plan, not_before = self._status_last, last_at if waits else ANY_TIME
+                self._last_begun = self._last_begun or now >= min(not_before, by)
             else:
                 return None
             cluster_id, job_name = plan[0]
-            return ("status", cluster_id, job_name), self._fetch_status, (cluster_id, job_name)
+            work: Work = ("status", cluster_id, job_name), self._fetch_status, (cluster_id, job_name)
+            return work, not_before, by
 
     def _worth_fetching(self, cluster_id: str, job_name: str) -> bool:
         """Not tried in this scrape interval, not being fetched, still there (under the lock)."""
@@ -815,15 +850,24 @@ class TargetPoller:
             and self._job(cluster_id, job_name) is not None
         )
 
-    def _time_for_the_last(self) -> bool:
-        """Is it time to fetch the end of the plan, so that it is done just before the next
-        scrape? (Called under the lock.)"""
+    def _last_part_at(self, spacing: float) -> float:
+        """When to start the last part of the plan, one call per ``spacing``, for its last call
+        to be answered just before the next scrape; ANY_TIME while the scrape interval is unknown.
+        (Called under the lock.)"""
         if self._scraped_at is None or not self._intervals:
-            return True
+            return ANY_TIME
         next_scrape = self._scraped_at + self._interval
-        spacing = self._budgets.bucket(self._identity, "job_status").spacing()
-        needed = len(self._status_last) * spacing + LAST_CALLS_SECONDS
-        return next_scrape - self._mono() <= needed
+        lead = LAST_CALL_MARGIN_SECONDS + self._status_seconds
+        return next_scrape - lead - (len(self._status_last) - 1) * spacing
+
+    def _fetch_new_run(self, cluster_id: str, job_name: str, deadline: float) -> None:
+        """At a scrape, a run not read yet. When the plan fetches the running jobs at the end of
+        the interval, this read does not count as the job's fetch of the interval: it is fetched
+        again with them, just before the next scrape."""
+        self._fetch_status(cluster_id, job_name, deadline)
+        with self._lock:
+            if self._intervals and (cluster_id, job_name) in self._status_last:
+                self._status_tried.discard((cluster_id, job_name))
 
     def _fetch_status(self, cluster_id: str, job_name: str, deadline: float, paid: bool = False) -> None:
         with self._lock:
@@ -838,6 +882,7 @@ class TargetPoller:
             bucket.refund()
             return
         fetched_key = job.summary.change_key  # the entry this fetch answers for
+        sent = self._mono()
         try:
             runs = self.client.job_status(cluster_id, job_name, timeout=timeout)
         except CdmError as error:
@@ -853,6 +898,7 @@ class TargetPoller:
                     cluster.listed_at = None
             return
         self._call_worked(None)
+        self._status_seconds += STATUS_SECONDS_WEIGHT * (self._mono() - sent - self._status_seconds)
         run = current_run(job_name, runs)  # an entire-DB parent's run is made from its sub-jobs'
         refreshed_at = self._wall()
         with self._lock:
@@ -1017,17 +1063,18 @@ class TargetPoller:
                 )
             self._clusters[cluster_id].jobs[job_name] = new
 
-    def _next_common_work(self) -> Work | None:
-        """The next call of the common budget: a job list under way or due, else a history read;
-        none that was made since the scrape began."""
+    def _next_common_work(self) -> Timed | None:
+        """The next call of the common budget, as the pace allows: a job list under way or due,
+        else a history read; none that was made since the scrape began."""
         since = self._scraped_at if self._scraped_at is not None else float("inf")
         lists = self._lists_due(since)
         if lists:
-            return ("list", lists[0], ""), self._list_jobs, (lists[0],)
+            return (("list", lists[0], ""), self._list_jobs, (lists[0],)), ANY_TIME, AT_ITS_PACE
         history = self._histories_due(since) if self._reads_history else []
         if history:
             job = history[0]
-            return ("history", job.cluster_id, job.name), self._read_history, (job.cluster_id, job.name)
+            work: Work = ("history", job.cluster_id, job.name), self._read_history, (job.cluster_id, job.name)
+            return work, ANY_TIME, AT_ITS_PACE
         return None
 
     # --- bookkeeping ---------------------------------------------------------------------------

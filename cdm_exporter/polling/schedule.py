@@ -7,6 +7,7 @@
 * :func:`interval_plan`: the same jobs split for a scrape interval whose calls are paced:
   when the budget has room for every running job, the others go first and the running ones
   last, so that they are fetched just before the next scrape, which sees them freshest.
+* :func:`unread_run`: a running job whose run was not read yet, which a scrape reads at once.
 * :func:`missed_a_run`: whether a run may have ended between two observations without being
   seen, which makes the poller read the job's run history (for its last success).
 """
@@ -33,23 +34,29 @@ def _ended_since_fetch(job: JobState) -> bool:
     return job.changed_since_fetch
 
 
+def unread_run(job: JobState) -> bool:
+    """A running job whose run was not read yet: a new run, or every running job at the start."""
+    return job.active and job.changed_since_fetch
+
+
 def status_fetch_order(jobs: Iterable[JobState], slots: int) -> list[JobState]:
     """Every job, in the order their status should be fetched when ``slots`` calls are left.
 
-    Running jobs come first, those never fetched first of all (a run that just started, and every
-    running job at start). When the others alone would take every call, a twentieth of the calls
-    (at least one) is kept for jobs whose list entry changed since their last fetch, failed runs
-    first: a run that ended must be read (its error summary, counters) even while more jobs run
-    than the budget can refresh. Only a twentieth, because each such call makes the running jobs
-    staler, while the status a run ended with shows without it, from the job list, and its last
-    success comes from the run history when the job runs again. Jobs never fetched
-    come after those: their list entries already give their status, and at start thousands of them
-    would otherwise take the reserve, and the running jobs' freshness with it, for an hour.
+    Running jobs come first, those whose run was not read yet first of all (:func:`unread_run`:
+    a run that just started, and every running job at start). When the others alone would take
+    every call, a twentieth of the calls (at least one) is kept for jobs whose list entry changed
+    since their last fetch, failed runs first: a run that ended must be read (its error summary,
+    counters) even while more jobs run than the budget can refresh. Only a twentieth, because
+    each such call makes the running jobs staler, while the status a run ended with shows without
+    it, from the job list, and its last success comes from the run history when the job runs
+    again. Jobs never fetched come after those: their list entries already give their status, and
+    at start thousands of them would otherwise take the reserve, and the running jobs' freshness
+    with it, for an hour.
     """
     jobs = list(jobs)
     active = sorted((j for j in jobs if j.active), key=_age)
-    starting = [j for j in active if j.refreshed_at is None]
-    running = [j for j in active if j.refreshed_at is not None]
+    starting = [j for j in active if unread_run(j)]
+    running = [j for j in active if not unread_run(j)]
     fetched = [j for j in jobs if not j.active and j.refreshed_at is not None]
     changed = sorted(
         (j for j in fetched if _ended_since_fetch(j)),
