@@ -8,11 +8,12 @@ CDM counts requests per IAM user and API policy over a rolling minute: ``job_sta
   minute, so the default 100/min stays below the 120 the API allows whatever the scrape
   pattern. The exporter's minute is a second longer than the API's (``WINDOW_MARGIN_SECONDS``),
   so that two requests sent a minute apart never arrive within one minute there;
-- a token bucket refilling at the same rate, which paces the requests: one every 0.6 s at
-  100/min. A new bucket holds a whole minute's budget (the first minute after start is as fast
-  as the cap allows), and tokens never exceed what the window would admit (but one, the next
-  request's): saved up while the window is full, they would be spent in one burst when it
-  empties and fill it again at once, a burst-and-stall cycle every minute.
+- a token bucket refilling at the same rate, which paces the requests: one every 0.61 s at
+  100/min (the pace the window sustains). A new bucket holds a whole minute's budget (the first
+  minute after start is as fast as the cap allows), and tokens never exceed what the window
+  would admit (but one, the next request's): saved up while the window is full, they would be
+  spent in one burst when it empties and fill it again at once, a burst-and-stall cycle every
+  minute.
 
 Between scrapes the poller spends the budget one call at a time, :meth:`TokenBucket.spacing`
 apart, so the whole budget is used at an even pace.
@@ -270,7 +271,7 @@ class TokenBucket:
             now = self._clock()
             self._refill(now)
             room = self._room()
-            base = COUNTED_WINDOW_SECONDS / self.limit
+            base = COUNTED_WINDOW_SECONDS / max(1, self.limit)
             if not self._sent or room <= 0:
                 return base
             return max(base, (leaves_at(self._sent[0]) - now) / room)

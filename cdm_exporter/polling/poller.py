@@ -630,7 +630,7 @@ class TargetPoller:
             if state is None:
                 self._unspent(bucket, paid)
                 return
-            cursor = state.listing or ListingCursor(started_at=self._mono())
+            cursor = state.listing or ListingCursor()
             state.listing = cursor
         types = self.target.jobs.types
         while cursor.type_index < len(types):
@@ -750,7 +750,7 @@ class TargetPoller:
                 else:
                     state.jobs[name] = JobState(cluster_id=cluster_id, summary=summary)
             state.listing = None
-            state.listed_at = cursor.started_at if cursor.started_at is not None else self._mono()
+            state.listed_at = self._mono()
             state.up = True
             state.list_error = None
             state.list_error_kind = None

@@ -229,7 +229,6 @@ class ListingCursor:
     jobs: dict[str, JobSummary] = field(default_factory=dict)
     listed: set[str] = field(default_factory=set)  # job types listed to the end
     refused: dict[str, CdmError] = field(default_factory=dict)  # types the cluster seems not to know
-    started_at: float | None = None  # monotonic time of the first page: what the list is as of
 
 
 @dataclass
@@ -237,8 +236,7 @@ class ClusterState:
     cluster: Cluster
     jobs: dict[str, JobState] = field(default_factory=dict, metadata=TRANSIENT)  # records of their own
     up: bool | None = None  # did the last job-list attempt work; None before the first
-    # when the last complete list read began (its first page), or the last failed one ended
-    listed_at: float | None = field(default=None, metadata=MONOTONIC)
+    listed_at: float | None = field(default=None, metadata=MONOTONIC)  # the last complete list read
     listing: ListingCursor | None = field(default=None, metadata=TRANSIENT)  # starts over elsewhere
     list_error: str | None = None
     list_error_kind: str | None = None  # ``CdmError.kind`` of list_error ("throttled", "auth", ...)
