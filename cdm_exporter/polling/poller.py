@@ -897,11 +897,12 @@ class TargetPoller:
                     # what we know
                     cluster.listed_at = None
             return
+        took = self._mono() - sent
         self._call_worked(None)
-        self._status_seconds += STATUS_SECONDS_WEIGHT * (self._mono() - sent - self._status_seconds)
         run = current_run(job_name, runs)  # an entire-DB parent's run is made from its sub-jobs'
         refreshed_at = self._wall()
         with self._lock:
+            self._status_seconds += STATUS_SECONDS_WEIGHT * (took - self._status_seconds)
             job = self._job(cluster_id, job_name)
             if job is None:
                 return
