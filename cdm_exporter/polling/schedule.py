@@ -42,21 +42,22 @@ def unread_run(job: JobState) -> bool:
 def status_fetch_order(jobs: Iterable[JobState], slots: int) -> list[JobState]:
     """Every job, in the order their status should be fetched when ``slots`` calls are left.
 
-    Running jobs come first, those whose run was not read yet first of all (:func:`unread_run`:
-    a run that just started, and every running job at start). When the others alone would take
-    every call, a twentieth of the calls (at least one) is kept for jobs whose list entry changed
-    since their last fetch, failed runs first: a run that ended must be read (its error summary,
-    counters) even while more jobs run than the budget can refresh. Only a twentieth, because
-    each such call makes the running jobs staler, while the status a run ended with shows without
-    it, from the job list, and its last success comes from the run history when the job runs
-    again. Jobs never fetched come after those: their list entries already give their status, and
-    at start thousands of them would otherwise take the reserve, and the running jobs' freshness
-    with it, for an hour.
+    Running jobs come first, those never fetched first of all (every running job at start, a first
+    run). A new run of a job fetched before takes its place by its last read, like the others: put
+    first, the ~20 runs a minute that start at 5,000 jobs made the long runs' round longer (p95
+    1.15x the ideal against 1.12x). When the others alone would take every call, a twentieth of the
+    calls (at least one) is kept for jobs whose list entry changed since their last fetch, failed
+    runs first: a run that ended must be read (its error summary, counters) even while more jobs run
+    than the budget can refresh. Only a twentieth, because each such call makes the running jobs
+    staler, while the status a run ended with shows without it, from the job list, and its last
+    success comes from the run history when the job runs again. Jobs never fetched come after those:
+    their list entries already give their status, and at start thousands of them would otherwise
+    take the reserve, and the running jobs' freshness with it, for an hour.
     """
     jobs = list(jobs)
     active = sorted((j for j in jobs if j.active), key=_age)
-    starting = [j for j in active if unread_run(j)]
-    running = [j for j in active if not unread_run(j)]
+    starting = [j for j in active if j.refreshed_at is None]
+    running = [j for j in active if j.refreshed_at is not None]
     fetched = [j for j in jobs if not j.active and j.refreshed_at is not None]
     changed = sorted(
         (j for j in fetched if _ended_since_fetch(j)),
