@@ -45,7 +45,7 @@ def status_fetch_order(jobs: Iterable[JobState], slots: int) -> list[JobState]:
     Running jobs come first, those never fetched first of all (every running job at start, a first
     run). A new run of a job fetched before takes its place by its last read, like the others: put
     first, the ~20 runs a minute that start at 5,000 jobs made the long runs' round longer (p95
-    1.15x the ideal against 1.12x). When the others alone would take every call, a twentieth of the
+    1.15-1.16x the ideal against 1.13x). When the others alone would take every call, a twentieth of the
     calls (at least one) is kept for jobs whose list entry changed since their last fetch, failed
     runs first: a run that ended must be read (its error summary, counters) even while more jobs run
     than the budget can refresh. Only a twentieth, because each such call makes the running jobs
