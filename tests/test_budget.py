@@ -9,7 +9,7 @@ import random
 import pytest
 from fake_api import worst_rolling_minute
 
-from cdm_exporter.polling.budget import WINDOW_MARGIN_SECONDS, Budgets, TokenBucket
+from cdm_exporter.polling.budget import COUNTED_WINDOW_SECONDS, WINDOW_MARGIN_SECONDS, Budgets, TokenBucket
 
 
 class FakeClock:
@@ -62,6 +62,25 @@ def test_calls_are_evenly_paced_after_the_first_minute() -> None:
     assert max(gaps) <= 0.6 + WINDOW_MARGIN_SECONDS + 1e-9
     per_15_s = [sum(1 for t in later if s <= t < s + 15.0) for s in range(1065, 1585, 15)]
     assert min(per_15_s) >= 23, per_15_s  # every scrape interval gets its share
+
+
+@pytest.mark.parametrize("rate", [7, 60, 100, 120])
+def test_calls_one_spacing_apart_from_the_start_settle_at_the_whole_budget(rate: int) -> None:
+    """The pacer sends one call per ``spacing()`` from the start (no first-minute burst): the
+    pace settles at ``rate`` calls per counted minute, not at one call fewer."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate, clock=clock)
+    sent: list[float] = []
+    while clock.now < 1000.0 + 10 * 60:
+        if bucket.try_acquire():
+            sent.append(clock.now)
+            clock.now += bucket.spacing()
+        else:
+            clock.now = max(bucket.next_token_at(), clock.now + 1e-6)
+    assert worst_rolling_minute(sent) <= rate
+    steady = [t for t in sent if t >= 1000.0 + 120.0]
+    # 8 minutes at one call per 61 / rate s (the pace at one call fewer: 61 / (rate - 1) s)
+    assert len(steady) >= 480.0 / (COUNTED_WINDOW_SECONDS / rate) - 1
 
 
 def test_calls_arriving_late_still_fit_in_the_apis_minute() -> None:

@@ -13,7 +13,8 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -166,6 +167,30 @@ def test_running_jobs_are_as_fresh_as_a_round_robin_over_the_budget(
     assert ages[int(0.50 * len(ages))] <= 0.6 * ideal
 
 
+def test_a_start_with_more_running_jobs_than_tokens_reads_them_at_an_even_pace(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    """150 running jobs, never read, and a minute of 60 calls: all 60 read at the first scrape
+    would come due together a round later, behind the 90 others; read at the pace, no job's data
+    is older than a round once every job was read, not even in the first minutes after."""
+    api = FakeApi()
+    for i in range(150):
+        api.put(summary(f"job-{i:03d}", "RUNNING"), run(f"job-{i:03d}", 1, "RUNNING"))
+    harness = make_harness(api, job_status=60, job_list_interval=3600.0, paced=True)
+    first = [call for call in harness.collect() if call.endpoint == "job_status"]
+    assert len(first) <= 10  # a scrape interval's share at most, not the minute's 60
+    worst: list[float] = []  # the oldest data at each scrape once every running job was read
+    for _ in range(30):
+        harness.pace(10.0)
+        harness.collect()
+        ages = running_ages(harness)
+        if max(ages.values()) != float("inf"):
+            worst.append(max(ages.values()))
+    ideal = 150 / (60 / 60)  # running jobs / status calls per second
+    assert len(worst) >= 10, "every running job read once within 200 s"
+    assert max(worst) <= 1.1 * ideal, worst  # all read at once at the start: 200 s
+
+
 def running_ages(harness: PollerHarness) -> dict[str, float]:
     """Seconds since each RUNNING job's status was fetched (never fetched: infinity)."""
     now = harness.clock()
@@ -216,6 +241,41 @@ def test_a_new_run_is_read_at_the_scrape_that_sees_it_and_again_before_the_next(
     harness.collect()
     ages = running_ages(harness)
     assert max(ages.values()) <= 8 * harness.bucket("job_status").spacing(), ages
+
+
+@dataclass
+class PacedDuringLists(FakeApi):
+    """A FakeApi whose job lists let the pacer look meanwhile, as the exporter's pacer thread
+    does while a scrape reads its lists."""
+
+    pacer: Callable[[], tuple[list[Future[None]], float | None]] | None = None
+    paced: list[Future[None]] = field(default_factory=list)
+
+    def list_jobs_page(self, *args: Any, **kwargs: Any) -> JobPage:
+        if self.pacer is not None:
+            self.paced += self.pacer()[0]
+        return super().list_jobs_page(*args, **kwargs)
+
+
+def test_the_pacer_leaves_a_scrape_its_token_for_a_new_run(
+    make_harness: Callable[..., PollerHarness],
+) -> None:
+    api = PacedDuringLists()
+    for i in range(6):
+        api.put(summary(f"running-{i}", "RUNNING"), run(f"running-{i}", 1, "RUNNING"))
+    for i in range(94):
+        api.put(summary(f"ended-{i:02d}"), run(f"ended-{i:02d}", 1, "SUCCEEDED"))
+    harness = make_harness(api, job_status=60, job_list_interval=30.0, paced=True)
+    for _ in range(3):
+        harness.collect()
+        harness.pace(30.0)
+    api.put(summary("ended-00", "RUNNING", 2000.0), run("ended-00", 2, "RUNNING", 2000.0))
+    api.pacer = harness.poller.pace
+    harness.clock.advance(1.0)  # a scrape a little late: the pacer's next call is due
+    harness.leave("job_status", 1)
+    harness.collect()  # the list shows the new run, the pacer looking while it is read
+    wait(api.paced)
+    assert running_ages(harness)["ended-00"] == 0.0  # not left for the next one, 30 s stale
 
 
 def test_a_list_due_just_after_a_scrape_is_read_at_the_scrape(

@@ -265,8 +265,10 @@ class TokenBucket:
         """Seconds to the next call that spend the budget evenly: one per ``61 / rate`` s (the
         pace the window sustains: at ``60 / rate`` s, every minute's last call would wait a
         second for the window), and slower while a burst (a start, a scrape) has filled much of
-        the window: then the room left is spread until the window's oldest call leaves it,
-        instead of spent at once and followed by a stall until the burst leaves the window."""
+        the window: then the room left, and the call after it, are spread until the window's
+        oldest call leaves it (that call goes as it leaves), instead of spent at once and followed
+        by a stall until the burst leaves the window. (Spread over the room alone, a window one
+        call short of full kept its pace one call short for good: 59 calls a minute at 60.)"""
         with self._lock:
             now = self._clock()
             self._refill(now)
@@ -274,7 +276,7 @@ class TokenBucket:
             base = COUNTED_WINDOW_SECONDS / max(1, self.limit)
             if not self._sent or room <= 0:
                 return base
-            return max(base, (leaves_at(self._sent[0]) - now) / room)
+            return max(base, (leaves_at(self._sent[0]) - now) / (room + 1))
 
     def sent_in_window(self) -> list[float]:
         """When the requests this bucket counts were sent, in the last minute (monotonic)."""

@@ -198,6 +198,8 @@ class TargetPoller:
         self._paced_at: dict[Policy, float] = {}  # when pace() may start the next call, per budget
         self._status_seconds = STATUS_SECONDS_GUESS  # running mean of a status call's duration
         self._last_begun = False  # the last part of the plan is under way in this scrape interval
+        # a scrape is reading its lists and choosing its status reads: the pacer leaves it the tokens
+        self._scrape_deciding = False
         self.failures = FailureLog(log, target.name)
         self.authenticated: bool | None = None  # did the last authenticated call work
 
@@ -213,24 +215,35 @@ class TargetPoller:
         if self._closed:
             return
         self._scraped(self._mono())
+        try:
+            futures = self._start_scrape_calls(deadline)
+        finally:
+            with self._lock:
+                self._scrape_deciding = False
+        if futures is None:
+            return
+        self._wait(futures, deadline)
+        if self._reads_history:
+            self._want_histories_of_unread_ends()
+
+    def _start_scrape_calls(self, deadline: float) -> list[Future[None]] | None:
+        """The cluster and job lists a scrape reads, then its status and history reads started;
+        None when the credential is refused."""
         with self._lock:
             refused_at = self._refused_at
             if refused_at is not None and self._mono() - refused_at < self.collection.discovery_interval:
-                return  # the last collection's state (down, with its error) stands
+                return None  # the last collection's state (down, with its error) stands
             self._refused_at = None
             self._auth_error = None
         self._refresh_clusters(deadline)
         if self._credential_refused():
-            return
+            return None
         # lists first: they tell which jobs exist and which changed, which orders the status fetches
         self._wait(self._start_job_lists(deadline), deadline)
         # the histories due before the status fetches: one those flag is read at the next collection,
         # whichever finishes first (a collection reads what the last one found missing)
         histories = self._histories_due() if self._reads_history else []
-        futures = self._start_status_fetches(deadline) + self._start_history_reads(histories, deadline)
-        self._wait(futures, deadline)
-        if self._reads_history:
-            self._want_histories_of_unread_ends()
+        return self._start_status_fetches(deadline) + self._start_history_reads(histories, deadline)
 
     def pace(self) -> Paced:
         """Between scrapes: start the next call of each budget when its pace (the budget's rate)
@@ -243,6 +256,7 @@ class TargetPoller:
         with self._lock:
             if self._closed or self._refused_at is not None:  # a refused credential waits, see refresh()
                 return [], None
+            scrape_deciding = self._scrape_deciding
         futures: list[Future[None]] = []
         looks: list[float] = []
         budgets: tuple[tuple[Policy, Callable[[], Timed | None]], ...] = (
@@ -251,6 +265,11 @@ class TargetPoller:
         )
         for policy, next_work in budgets:
             bucket = self._budgets.bucket(self._identity, policy)
+            if policy == "job_status" and scrape_deciding:
+                # its runs not read yet come first: a token the pacer took would leave one unread
+                # a whole interval (the plan's last part took the tokens until the scrape)
+                looks.append(now + bucket.spacing())
+                continue
             while (timed := next_work()) is not None:
                 work, not_before, by = timed
                 due = min(max(self._paced_at.get(policy, now), not_before), by)
@@ -287,6 +306,7 @@ class TargetPoller:
         with self._lock:
             self._status_tried = set()
             self._last_begun = False
+            self._scrape_deciding = True
 
     def _pace_for(self) -> float:
         """How long after a scrape calls go on: until two scrapes were missed."""
@@ -761,7 +781,8 @@ class TargetPoller:
     def _start_status_fetches(self, deadline: float) -> list[Future[None]]:
         """Plan the scrape interval's status fetches and make those the scrape should: all of
         them when the budget has them now; else, when the pacer spreads them over the interval,
-        only the urgent ones (runs not read yet: new runs, or every run at the start)."""
+        only the urgent ones (runs not read yet: new runs, or every run at the start), as far as
+        the tokens go, unless they are too many for that to help."""
         slots = int(self._bucket("job_status").available())
         planned = self._plan_statuses(slots)
         futures = []
@@ -773,6 +794,12 @@ class TargetPoller:
                     for j in c.jobs.values()
                     if unread_run(j)
                 ]
+            if len(urgent) > max(slots, self._share("job_status")):
+                # More than the budget holds now and than an interval's calls (a start at scale):
+                # the pacer reads them, first and evenly. As many at once as there are tokens
+                # would be a round ahead of the others and due again all together a round later
+                # (p95 1.33x the ideal round in the minute after warm-up at 5,000 jobs).
+                return []
             for key in urgent[:slots]:
                 if self._claim(key) and (
                     future := self._submit(key, self._fetch_new_run, *key[1:], deadline)
