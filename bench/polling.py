@@ -50,8 +50,9 @@ import math
 import os
 import random
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -66,6 +67,7 @@ from cdm_exporter.api.models import JOB_TYPES, Cluster, JobSummary, latest
 from cdm_exporter.api.paging import JobListPaging
 from cdm_exporter.config import CollectionConfig
 from cdm_exporter.metrics.collector import CdmCollector
+from cdm_exporter.polling.snapshot import Snapshot
 from cdm_exporter.polling.state import JobState
 from cdm_exporter.polling.targets import Exporter
 from cdm_exporter.simulator import Simulator, SimulatorSettings
@@ -266,6 +268,59 @@ def pace_until(exporter: Exporter, clock: FlowingClock, until: float) -> None:
     clock.advance_to(until)
 
 
+def seen_at(
+    snapshot: Snapshot, now: float, since: float, status_calls: int, running: int, churn: set[tuple[str, str]]
+) -> Scrape:
+    """What a scrape rendered at ``now`` (clock time; ``since``: the first scrape's) showed: the
+    RUNNING jobs' ages, the jobs listed, the churn jobs' runs."""
+    ages: list[float] = []
+    never = listed = 0
+    shown: dict[tuple[str, str], tuple[str | None, float | None]] = {}
+    for target in snapshot.targets:
+        for cluster in target.clusters:
+            for job in cluster.jobs:
+                listed += 1
+                key = (cluster.cluster.id, job.name)
+                if key in churn:
+                    shown[key] = (job.status, shown_start(job))
+                if job.status != "RUNNING":
+                    continue
+                if job.refreshed_at is None:
+                    never += 1
+                else:
+                    ages.append(now - job.refreshed_at)
+    return Scrape(now - since, status_calls, running, ages, never, listed, shown)
+
+
+@contextlib.contextmanager
+def pacing_meanwhile(exporter: Exporter, clock: FlowingClock) -> Iterator[threading.Event]:
+    """During a scrape the exporter's pacer thread goes on in real time (the clock does not jump
+    then): a thread here does what that one does until the scrape is over, woken by the event it
+    yields as the exporter wakes its own when a collection ends."""
+    wake = threading.Event()
+    if not hasattr(exporter, "pace"):  # a commit from before the pacer
+        yield wake
+        return
+    done = threading.Event()
+
+    def loop() -> None:
+        while True:
+            wake.clear()  # before the check: a stop that comes meanwhile is not missed
+            if done.is_set():
+                return
+            _, look = exporter.pace()
+            wake.wait(None if look is None else max(0.01, look - clock()))
+
+    thread = threading.Thread(target=loop, name="bench-pacer", daemon=True)
+    thread.start()
+    try:
+        yield wake
+    finally:
+        done.set()
+        wake.set()
+        thread.join()
+
+
 def run_budgeted(
     jobs: int,
     minutes: float,
@@ -294,40 +349,18 @@ def run_budgeted(
         for i in range(scrapes):
             pace_until(exporter, clock, start + i * interval)
             began = time.perf_counter()
-            exporter.collect(timeout)
-            generate_latest(registry)
+            with pacing_meanwhile(exporter, clock) as wake:
+                exporter.collect(timeout)
+                wake.set()
+                snapshot = exporter.snapshot()  # what the exposition renders, not a later read
+                generate_latest(registry)
+                now = clock()
             elapsed = time.perf_counter() - began
-            now = clock()
             result.durations.append(elapsed)
             result.over_deadline += elapsed > timeout
-            ages: list[float] = []
-            never = listed = 0
-            shown: dict[tuple[str, str], tuple[str | None, float | None]] = {}
-            for target in exporter.snapshot().targets:
-                for cluster in target.clusters:
-                    for job in cluster.jobs:
-                        listed += 1
-                        key = (cluster.cluster.id, job.name)
-                        if key in churn:
-                            shown[key] = (job.status, shown_start(job))
-                        if job.status != "RUNNING":
-                            continue
-                        if job.refreshed_at is None:
-                            never += 1
-                        else:
-                            ages.append(now - job.refreshed_at)
             status_calls, calls = sim.stats.count("job_status") - calls, sim.stats.count("job_status")
-            result.scrapes.append(
-                Scrape(
-                    now - start,
-                    status_calls,  # since the last scrape: between scrapes and during this one
-                    running_in(sim),
-                    ages,
-                    never,
-                    listed,
-                    shown,
-                )
-            )
+            # status calls since the last scrape: between scrapes and during this one
+            result.scrapes.append(seen_at(snapshot, now, start, status_calls, running_in(sim), churn))
         pace_until(exporter, clock, start + scrapes * interval)
     finally:
         exporter.close()
