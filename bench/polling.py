@@ -352,7 +352,7 @@ def run_budgeted(
             with pacing_meanwhile(exporter, clock) as wake:
                 exporter.collect(timeout)
                 wake.set()
-                snapshot = exporter.snapshot()  # what the exposition renders, not a later read
+                snapshot = exporter.snapshot()  # just before rendering: no read that ends later
                 generate_latest(registry)
                 now = clock()
             elapsed = time.perf_counter() - began

@@ -782,25 +782,25 @@ class TargetPoller:
         """Plan the scrape interval's status fetches and make those the scrape should: all of
         them when the budget has them now; else, when the pacer spreads them over the interval,
         only the urgent ones (runs not read yet: new runs, or every run at the start), as far as
-        the tokens go, unless they are too many for that to help."""
+        the tokens go, but for jobs never read when they are too many for that to help."""
         slots = int(self._bucket("job_status").available())
         planned = self._plan_statuses(slots)
         futures = []
         if self._paced and planned > slots:
             with self._lock:
                 urgent = [
-                    ("status", j.cluster_id, j.name)
+                    (("status", j.cluster_id, j.name), j.refreshed_at is None)
                     for c in self._clusters.values()
                     for j in c.jobs.values()
                     if unread_run(j)
                 ]
-            if len(urgent) > max(slots, self._share("job_status")):
-                # More than the budget holds now and than an interval's calls (a start at scale):
-                # the pacer reads them, first and evenly. As many at once as there are tokens
-                # would be a round ahead of the others and due again all together a round later
-                # (p95 1.33x the ideal round in the minute after warm-up at 5,000 jobs).
-                return []
-            for key in urgent[:slots]:
+            if sum(never for _, never in urgent) > max(slots, self._share("job_status")):
+                # Jobs never read, more than the budget holds now and than an interval's calls (a
+                # start at scale): the pacer reads them, first and evenly. As many at once as there
+                # are tokens would be a round ahead of the others and due again all together a
+                # round later (p95 1.33x the ideal round in the minute after warm-up, 5,000 jobs).
+                urgent = [(key, never) for key, never in urgent if not never]
+            for key, _ in urgent[:slots]:
                 if self._claim(key) and (
                     future := self._submit(key, self._fetch_new_run, *key[1:], deadline)
                 ):
