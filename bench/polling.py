@@ -296,19 +296,22 @@ def seen_at(
 def pacing_meanwhile(exporter: Exporter, clock: FlowingClock) -> Iterator[threading.Event]:
     """During a scrape the exporter's pacer thread goes on in real time (the clock does not jump
     then): a thread here does what that one does until the scrape is over, woken by the event it
-    yields as the exporter wakes its own when a collection ends."""
+    yields as the exporter wakes its own when a collection ends. Its calls are answered before
+    the clock jumps again."""
     wake = threading.Event()
     if not hasattr(exporter, "pace"):  # a commit from before the pacer
         yield wake
         return
     done = threading.Event()
+    started: list[Future[None]] = []
 
     def loop() -> None:
         while True:
             wake.clear()  # before the check: a stop that comes meanwhile is not missed
             if done.is_set():
                 return
-            _, look = exporter.pace()
+            futures, look = exporter.pace()
+            started.extend(futures)
             wake.wait(None if look is None else max(0.01, look - clock()))
 
     thread = threading.Thread(target=loop, name="bench-pacer", daemon=True)
@@ -319,6 +322,7 @@ def pacing_meanwhile(exporter: Exporter, clock: FlowingClock) -> Iterator[thread
         done.set()
         wake.set()
         thread.join()
+        wait(started, timeout=60.0)  # answered before the clock jumps, as pace_until's own
 
 
 def run_budgeted(
