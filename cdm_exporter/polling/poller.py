@@ -844,7 +844,7 @@ class TargetPoller:
         if self._status_plan_stale:
             self._plan_statuses(0)
         now = self._mono()
-        spacing = self._budgets.bucket(self._identity, "job_status").spacing()
+        spacing = self._bucket("job_status").spacing()
         with self._lock:
             for plan in (self._status_first, self._status_last):
                 while plan and not self._worth_fetching(*plan[0]):
